@@ -1,0 +1,42 @@
+/* Descriptor tables, exceptions, and the CPL 3 switch. */
+#ifndef GUEST_CPU_H
+#define GUEST_CPU_H
+
+#include <stdint.h>
+
+/* Saved state on interrupt entry, lowest address first (pushed by isr.S). */
+struct regs {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t vector, err;
+    uint64_t rip, cs, rflags, rsp, ss;          /* pushed by the CPU */
+};
+
+typedef void (*isr_handler_t)(struct regs *r);
+
+void cpu_init(void);
+void isr_set_handler(unsigned vector, isr_handler_t fn);
+__attribute__((noreturn)) void panic_regs(const struct regs *r);
+
+/*
+ * Run fn(arg) at CPL 3 on the kit's user stack (all memory is mapped U/S=1) and return
+ * its result. The user side may call sys_putc(). RFLAGS for CPL 3 come from user_rflags
+ * (default 0x2: interrupts off).
+ */
+uint64_t run_user(uint64_t (*fn)(void *), void *arg);
+extern uint64_t user_rflags;
+
+/* From CPL 3 only. */
+static inline void sys_putc(char c)
+{
+    __asm__ volatile("int $0x80" :: "a"(1), "D"((uint64_t)(unsigned char)c) : "memory");
+}
+
+static inline unsigned current_cpl(void)
+{
+    uint16_t cs;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    return cs & 3;
+}
+
+#endif

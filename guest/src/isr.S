@@ -1,0 +1,126 @@
+/*
+ * Interrupt entry stubs (one per vector, 16 bytes apart), the common save/restore path,
+ * and the switches to and from CPL 3. Everything here runs in long mode; iretq is the
+ * only interrupt return used (32-bit iret is not emulated on the target host).
+ */
+#include "layout.h"
+
+        .text
+        .code64
+
+/* Vectors for which the CPU pushes an error code. */
+#define HAS_ERR(v) ((v) == 8 || (v) == 10 || (v) == 11 || (v) == 12 || (v) == 13 || \
+                    (v) == 14 || (v) == 17 || (v) == 21 || (v) == 29 || (v) == 30)
+
+        .balign 16
+        .globl isr_stubs
+isr_stubs:
+        .set    vec, 0
+        .rept   256
+        .balign 16
+        .if     HAS_ERR(vec)
+        .else
+        pushq   $0                      /* dummy error code keeps one frame layout */
+        .endif
+        pushq   $vec
+        jmp     isr_common
+        .set    vec, vec + 1
+        .endr
+
+/* Frame on entry: vector, error code, RIP, CS, RFLAGS, RSP, SS (struct regs in cpu.h). */
+isr_common:
+        pushq   %rax
+        pushq   %rbx
+        pushq   %rcx
+        pushq   %rdx
+        pushq   %rsi
+        pushq   %rdi
+        pushq   %rbp
+        pushq   %r8
+        pushq   %r9
+        pushq   %r10
+        pushq   %r11
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        cld
+        movq    %rsp, %rdi
+        call    isr_dispatch
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %r11
+        popq    %r10
+        popq    %r9
+        popq    %r8
+        popq    %rbp
+        popq    %rdi
+        popq    %rsi
+        popq    %rdx
+        popq    %rcx
+        popq    %rbx
+        popq    %rax
+        addq    $16, %rsp               /* vector and error code */
+        iretq
+
+/*
+ * uint64_t user_call(uint64_t (*fn)(void *), void *arg, void *user_stack_top)
+ * Runs fn(arg) at CPL 3 and returns its result once the user side does SYS_EXIT.
+ * Not reentrant.
+ */
+        .globl user_call
+user_call:
+        pushq   %rbx
+        pushq   %rbp
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        movq    %rsp, user_saved_rsp(%rip)
+        movq    %rdi, %rax              /* fn: called by the trampoline */
+        movq    %rsi, %rdi              /* arg */
+        pushq   $(SEL_UDATA | 3)        /* SS */
+        pushq   %rdx                    /* RSP */
+        pushq   user_rflags(%rip)       /* RFLAGS */
+        pushq   $(SEL_UCODE64 | 3)      /* CS */
+        leaq    user_trampoline(%rip), %rcx
+        pushq   %rcx                    /* RIP */
+        xorl    %ecx, %ecx
+        xorl    %edx, %edx
+        xorl    %esi, %esi
+        iretq
+
+        .globl user_trampoline
+user_trampoline:                        /* CPL 3 */
+        call    *%rax
+        movq    %rax, %rdi
+        movl    $SYS_EXIT, %eax
+        int     $SYSCALL_VECTOR
+        ud2
+
+/* void user_return(uint64_t value): from the SYS_EXIT handler (CPL 0), never returns. */
+        .globl user_return
+user_return:
+        movq    %rdi, %rax
+        movl    $SEL_DATA, %ecx
+        movl    %ecx, %ss               /* an entry from CPL 3 leaves SS null */
+        movl    %ecx, %ds
+        movl    %ecx, %es
+        movq    user_saved_rsp(%rip), %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbp
+        popq    %rbx
+        ret
+
+        .data
+        .balign 8
+user_saved_rsp: .quad 0
+        .globl user_rflags
+user_rflags:    .quad 0x2               /* IF clear: no interrupt sources are set up */
+
+        .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,49 @@
+/* Boot flow in long mode: tables, UART, banner, command line, scenario, debug-exit. */
+#include "cmdline.h"
+#include "cpu.h"
+#include "io.h"
+#include "kit.h"
+#include "layout.h"
+#include "multiboot.h"
+#include "scenario.h"
+#include "serial.h"
+
+static const struct scenario scenarios[] = {
+    { "hello", scn_hello },
+    { "exits", scn_exits },
+    { "compute", scn_compute },
+    { "triple", scn_triple },
+    { "strio", scn_strio },
+};
+
+void kit_exit(uint32_t status)
+{
+    outl(EXIT_PORT, status);
+    for (;;)
+        __asm__ volatile("cli; hlt");
+}
+
+void kmain(uint32_t magic, uint32_t mbi_addr);
+
+void kmain(uint32_t magic, uint32_t mbi_addr)
+{
+    cpu_init();
+    serial_init();
+    kprintf("pyhvm guest kit %s\n", KIT_VERSION);
+
+    if (magic != MULTIBOOT_BOOTLOADER_MAGIC) {
+        kprintf("RESULT error bad-magic eax=0x%x\n", magic);
+        kit_exit(STATUS_USAGE);
+    }
+    const struct multiboot_info *mbi = (const struct multiboot_info *)(uintptr_t)mbi_addr;
+    cmdline_init(mbi->flags & MBI_FLAG_CMDLINE ? (const char *)(uintptr_t)mbi->cmdline : NULL);
+
+    const char *name = cmdline_get("scenario");
+    if (!name)
+        name = "hello";
+    for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
+        if (strcmp(scenarios[i].name, name) == 0)
+            kit_exit((uint32_t)scenarios[i].run(mbi));
+    kprintf("RESULT error unknown-scenario name=%s\n", name);
+    kit_exit(STATUS_USAGE);
+}

@@ -1,0 +1,24 @@
+/*
+ * A scenario reads its arguments with cmdline_get()/arg_u64(), prints its
+ * "RESULT <name> key=value ..." line(s) and returns an exit status (STATUS_*).
+ * To add one: write scn_<name>.c, declare it here, add it to the table in main.c.
+ */
+#ifndef GUEST_SCENARIO_H
+#define GUEST_SCENARIO_H
+
+#include <stdint.h>
+
+struct multiboot_info;
+
+struct scenario {
+    const char *name;
+    int (*run)(const struct multiboot_info *mbi);
+};
+
+int scn_hello(const struct multiboot_info *mbi);
+int scn_exits(const struct multiboot_info *mbi);
+int scn_compute(const struct multiboot_info *mbi);
+int scn_triple(const struct multiboot_info *mbi);
+int scn_strio(const struct multiboot_info *mbi);
+
+#endif

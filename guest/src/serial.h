@@ -1,0 +1,11 @@
+/* Polled 16550 UART on COM1. */
+#ifndef GUEST_SERIAL_H
+#define GUEST_SERIAL_H
+
+#define COM1_BASE 0x3F8
+
+void serial_init(void);
+void serial_putc(char c);
+int serial_getc(void);          /* -1 when nothing arrives within a bounded wait */
+
+#endif

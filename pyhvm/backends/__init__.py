@@ -1,0 +1,1 @@
+"""The outside world: consoles, disk images, networks, displays."""

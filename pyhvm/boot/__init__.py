@@ -1,0 +1,1 @@
+"""Loaders: put a kernel image into guest memory and say how to enter it."""

@@ -1,0 +1,98 @@
+"""Port-I/O and MMIO buses: ordered maps of address ranges to devices.
+
+A device is registered at (base, size) and then sees accesses as offsets from its base.
+Ranges that overlap, have no length or wrap past the top of the address space are refused
+when the machine is wired, not when the guest touches them. An access nobody claims reads
+as all ones and drops writes, as on a PC, and is counted so a trace can show it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass
+
+from .devices.base import Device
+
+
+class BusError(ValueError):
+    """The machine was wired wrongly (a host-side bug or bad configuration)."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    base: int
+    size: int
+    device: Device
+    name: str
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+
+class Bus:
+    """One address space (ports or memory). `limit` is its size (0x10000 for ports)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self._bases: list[int] = []
+        self._mappings: list[Mapping] = []
+        self.unclaimed_reads: Counter[int] = Counter()
+        self.unclaimed_writes: Counter[int] = Counter()
+
+    def register(self, base: int, size: int, device: Device, name: str = "") -> None:
+        if size <= 0:
+            raise BusError(f"{self.name}: {name or device!r} has no length")
+        if base < 0 or base + size > self.limit:
+            raise BusError(f"{self.name}: {name} {base:#x}+{size:#x} is outside the bus")
+        index = bisect.bisect_left(self._bases, base)
+        neighbours = self._mappings[max(index - 1, 0):index + 1]
+        for other in neighbours:
+            if base < other.end and other.base < base + size:
+                raise BusError(f"{self.name}: {name} {base:#x}+{size:#x} overlaps "
+                               f"{other.name} {other.base:#x}+{other.size:#x}")
+        self._bases.insert(index, base)
+        self._mappings.insert(index, Mapping(base, size, device, name or type(device).__name__))
+
+    def unregister(self, base: int) -> None:
+        index = bisect.bisect_left(self._bases, base)
+        if index == len(self._bases) or self._bases[index] != base:
+            raise BusError(f"{self.name}: nothing registered at {base:#x}")
+        del self._bases[index]
+        del self._mappings[index]
+
+    def find(self, addr: int) -> Mapping | None:
+        index = bisect.bisect_right(self._bases, addr) - 1
+        if index >= 0:
+            mapping = self._mappings[index]
+            if addr < mapping.end:
+                return mapping
+        return None
+
+    @property
+    def mappings(self) -> tuple[Mapping, ...]:
+        return tuple(self._mappings)
+
+    def read(self, addr: int, size: int) -> int:
+        mapping = self.find(addr)
+        if mapping is None:
+            self.unclaimed_reads[addr] += 1
+            return (1 << (8 * size)) - 1
+        return mapping.device.read(addr - mapping.base, size)
+
+    def write(self, addr: int, size: int, value: int) -> None:
+        mapping = self.find(addr)
+        if mapping is None:
+            self.unclaimed_writes[addr] += 1
+            return
+        mapping.device.write(addr - mapping.base, size, value)
+
+
+def pio_bus() -> Bus:
+    return Bus("pio", 0x10000)
+
+
+def mmio_bus() -> Bus:
+    return Bus("mmio", 1 << 52)

@@ -1,0 +1,104 @@
+"""`pyhvm` command line: run a guest, benchmark, and (later) trace and report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+
+DESCRIPTION = """\
+pyhvm: a virtual machine monitor in Python on Linux KVM.
+
+Boot a kernel (Multiboot ELF32, or a Linux bzImage) on a PC of faithful device models:
+  pyhvm run --kernel guest/build/guestkit.elf --append 'scenario=hello'
+Measure the cost of a VM exit, and start-up time against QEMU:
+  pyhvm bench exits
+  pyhvm bench startup
+"""
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run", help="boot a guest",
+        description="Boot a guest kernel. The exit status is the guest's debug-exit status "
+                    "((V << 1) | 1 for a write of V to port 0xF4), 2 if the guest died, "
+                    "124 on --max-seconds, 130 on Ctrl-C.")
+    run.add_argument("--kernel", "-kernel", required=True, metavar="FILE",
+                     help="Multiboot ELF32 or Linux bzImage to boot")
+    run.add_argument("--append", "-append", default="", metavar="STR",
+                     help="kernel command line")
+    run.add_argument("--initrd", "-initrd", metavar="FILE",
+                     help="initial ramdisk (Linux) or first module (Multiboot)")
+    run.add_argument("--module", action="append", default=[], metavar="'FILE ARGS'",
+                     help="Multiboot module; may repeat")
+    run.add_argument("-m", "--memory", default="128M", metavar="SIZE",
+                     help="guest RAM, e.g. 128M or 2G (default 128M)")
+    run.add_argument("--cpus", "-smp", type=int, default=1, metavar="N",
+                     help="number of vCPUs (default 1)")
+    run.add_argument("--serial", "-serial", default="stdio", metavar="stdio|file:PATH|none",
+                     help="where COM1 goes (default stdio)")
+    run.add_argument("--max-seconds", type=float, metavar="S",
+                     help="stop a guest still running after S seconds (exit status 124)")
+    run.add_argument("--no-reboot", "-no-reboot", action="store_true",
+                     help="exit instead of resetting when the guest resets the machine")
+    run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
+    run.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .boot.image import BootImageError
+    from .kvm import KvmError
+    from .machine.config import ConfigError, MachineConfig, parse_size
+    from .machine.pc import Machine
+
+    try:
+        config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
+                               modules=args.module, memory=parse_size(args.memory),
+                               cpus=args.cpus, serial=args.serial,
+                               max_seconds=args.max_seconds, reboot=not args.no_reboot)
+        machine = Machine(config)
+    except (ConfigError, BootImageError, KvmError) as err:
+        print(f"pyhvm: {err}", file=sys.stderr)
+        return 1 if not isinstance(err, KvmError) else 3
+    except OSError as err:  # the console file, an out-of-memory mmap ...
+        print(f"pyhvm: {err.strerror or err}", file=sys.stderr)
+        return 3
+    try:
+        status = machine.run()
+    finally:
+        machine.close()
+    if machine.stop_reason and args.verbose:
+        print(f"pyhvm: {machine.stop_reason}", file=sys.stderr)
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyhvm", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pyhvm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _run_parser(sub)
+    try:
+        from .bench.cli import add_bench_parser
+    except ImportError:
+        pass
+    else:
+        add_bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False)
+                        else logging.WARNING, format="pyhvm: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Builds a PC from a configuration and owns its lifetime."""

@@ -1,0 +1,282 @@
+"""A PC: memory, buses, devices and vCPUs wired from a `MachineConfig`; owns its lifetime."""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import selectors
+import sys
+import threading
+import time
+
+from ..backends.console import Console, open_console
+from ..boot.image import BootEntry, BootImageError, read_file
+from ..boot.loader import load_kernel
+from ..bus import mmio_bus, pio_bus
+from ..devices.base import NullIrqLine
+from ..devices.debug_exit import DebugExit
+from ..devices.misc import I8042, PostCode
+from ..devices.uart16550 import Uart16550
+from ..kvm import Kvm, KvmError
+from ..kvm import constants as kc
+from ..kvm.vcpu import Vcpu
+from ..memory import GuestMemory
+from ..runtime.diagnostics import register_dump
+from ..runtime.dispatch import Buses
+from ..runtime.vcpu_runner import VcpuRunner, install_kick_handler
+from . import cpu
+from .config import ConfigError, MachineConfig
+
+log = logging.getLogger("pyhvm")
+
+COM1_BASE = 0x3F8
+COM1_IRQ = 4
+# Guest-physical pages KVM may claim for its own use on VMX hosts (real-mode TSS and the
+# EPT identity map), just below the BIOS ROM, where QEMU puts them too.
+KVM_TSS_ADDR = 0xFFFBD000
+KVM_IDENTITY_MAP_ADDR = 0xFFFBC000
+KERNEL_SIZE_LIMIT = 256 << 20
+
+# Process exit statuses of `pyhvm run` that the guest's debug-exit (always odd) cannot give.
+EXIT_POWER_OFF = 0
+EXIT_GUEST_DIED = 2        # triple fault, emulation failure, failed entry
+EXIT_HOST_ERROR = 3        # pyhvm itself failed
+EXIT_TIMEOUT = 124         # --max-seconds ran out (the `timeout` command's convention)
+EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
+
+
+class Machine:
+    def __init__(self, config: MachineConfig) -> None:
+        if config.cpus < 1:
+            raise ConfigError("--cpus must be at least 1")
+        self.config = config
+        self.stopping = False
+        self.exit_status: int | None = None
+        self.stop_reason = ""
+        self.io_lock = threading.Lock()
+        self._reset_requested = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.kvm = Kvm()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- construction -------------------------------------------------------------------
+    def _build(self) -> None:
+        config = self.config
+        max_vcpus = self.kvm.check_extension(kc.KVM_CAP_MAX_VCPUS) or \
+            self.kvm.check_extension(kc.KVM_CAP_NR_VCPUS) or 1
+        if config.cpus > max_vcpus:
+            raise ConfigError(f"--cpus {config.cpus} is more than this host's KVM allows "
+                              f"({max_vcpus})")
+        self.vm = self.kvm.create_vm()
+        if self.kvm.check_extension(kc.KVM_CAP_SET_TSS_ADDR):
+            self.vm.set_tss_addr(KVM_TSS_ADDR)
+        if self.kvm.check_extension(kc.KVM_CAP_SET_IDENTITY_MAP_ADDR):
+            self.vm.set_identity_map_addr(KVM_IDENTITY_MAP_ADDR)
+        self.memory = _allocate_memory(config.memory)
+        for region in self.memory.regions:
+            self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
+                                           region.host_address)
+        self.console = open_console(config.serial)
+        self.buses = Buses(pio_bus(), mmio_bus())
+        self._wire_devices()
+        self.vcpus = [self._create_vcpu(i) for i in range(config.cpus)]
+        self.runners = [VcpuRunner(self, vcpu) for vcpu in self.vcpus]
+        self._boot()
+
+    def _wire_devices(self) -> None:
+        pio = self.buses.pio
+        self.uart_irq = NullIrqLine()  # the PIC arrives with the interrupts issue
+        self.uart = Uart16550(self.uart_irq, self.console.write)
+        pio.register(COM1_BASE, 8, self.uart, "com1")
+        debug_exit = DebugExit(self._debug_exit)
+        pio.register(self.config.debug_exit_port, self.config.debug_exit_size, debug_exit,
+                     "debug-exit")
+        pio.register(0x80, 1, PostCode(lambda code: log.debug("POST code %#04x", code)),
+                     "post")
+        self.i8042 = I8042(self._i8042_reset)
+        pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
+        pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
+
+    def _create_vcpu(self, index: int) -> Vcpu:
+        vcpu = self.vm.create_vcpu(index)
+        tsc_khz = 0
+        if self.kvm.check_extension(kc.KVM_CAP_GET_TSC_KHZ):
+            try:
+                tsc_khz = vcpu.tsc_khz()
+            except KvmError:
+                tsc_khz = 0
+        entries = cpu.adjust_cpuid(self.kvm.supported_cpuid(), vcpu_id=index,
+                                   ncpus=self.config.cpus, tsc_khz=tsc_khz,
+                                   limited_host=cpu.host_is_pvm())
+        vcpu.set_cpuid2(entries)
+        return vcpu
+
+    def _boot(self) -> None:
+        config = self.config
+        image = read_file(config.kernel, "kernel", KERNEL_SIZE_LIMIT)
+        initrd = read_file(config.initrd, "initrd", KERNEL_SIZE_LIMIT) if config.initrd else None
+        modules = [(read_file(path.split(" ", 1)[0], "module", KERNEL_SIZE_LIMIT), path)
+                   for path in config.modules]
+        entry = load_kernel(self.memory, image, config.append, initrd, modules)
+        self._enter(self.vcpus[0], entry)
+
+    def _enter(self, vcpu: Vcpu, entry: BootEntry) -> None:
+        regs = entry.registers
+        if entry.mode == "protected32":
+            cpu.set_protected_mode_entry(vcpu, eip=entry.rip, eax=regs.get("rax", 0),
+                                         ebx=regs.get("rbx", 0))
+        else:
+            tables = cpu.build_identity_page_tables(self.memory, entry.page_table_base)
+            cpu.set_long_mode_entry(vcpu, tables, rip=entry.rip, rsi=regs.get("rsi", 0))
+
+    # --- lifetime -----------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until the guest exits, dies, times out or the user interrupts; the status."""
+        install_kick_handler()
+        self.runners[0].start()  # APs wait for an INIT/SIPI that needs the in-kernel LAPIC
+        deadline = (time.monotonic() + self.config.max_seconds
+                    if self.config.max_seconds else None)
+        try:
+            self._event_loop(deadline)
+        except KeyboardInterrupt:
+            self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
+        for runner in self.runners:
+            if runner.thread.is_alive():
+                runner.thread.join(timeout=5)
+        assert self.exit_status is not None
+        return self.exit_status
+
+    def _event_loop(self, deadline: float | None) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        input_fd = self.console.input_fd
+        if input_fd is not None:
+            try:
+                selector.register(input_fd, selectors.EVENT_READ, "input")
+            except (ValueError, PermissionError, OSError):
+                input_fd = None  # e.g. a regular file as stdin: nothing to wait on
+        pending = b""
+        try:
+            while not self.stopping:
+                timeout = 0.01 if pending else None
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self.stop(EXIT_TIMEOUT,
+                                  f"stopped after --max-seconds {self.config.max_seconds}")
+                        break
+                    timeout = left if timeout is None else min(timeout, left)
+                for key, _ in selector.select(timeout):
+                    if key.data == "wake":
+                        _drain(self._wake_r)
+                    elif key.data == "input":
+                        data = os.read(input_fd, 4096)
+                        if not data:
+                            selector.unregister(input_fd)
+                        pending += data
+                if pending:
+                    with self.io_lock:
+                        pending = pending[self.uart.receive(pending):]
+                if self._reset_requested:
+                    self._reset()
+        finally:
+            selector.close()
+
+    def stop(self, status: int, reason: str) -> None:
+        """Ask every vCPU to stop; the first status given wins. Any thread may call it."""
+        if self.exit_status is None:
+            self.exit_status = status
+            self.stop_reason = reason
+        self.stopping = True
+        for runner in self.runners:
+            runner.kick()
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def fail(self, reason: str) -> None:
+        print(f"pyhvm: {reason}", file=sys.stderr)
+        self.stop(EXIT_HOST_ERROR, reason)
+
+    def guest_died(self, reason: str, vcpu: Vcpu) -> None:
+        try:
+            dump = register_dump(vcpu, self.memory)
+        except KvmError as err:
+            dump = f"(registers unavailable: {err})"
+        print(f"pyhvm: guest stopped: {reason}\n{dump}", file=sys.stderr)
+        self.stop(EXIT_GUEST_DIED, reason)
+
+    def interrupt_pending(self, vcpu: Vcpu) -> bool:
+        """Whether a halted vCPU has something to wake for (nothing until the PIC lands)."""
+        return False
+
+    def _debug_exit(self, status: int) -> None:
+        self.stop(status, f"guest wrote to debug-exit (status {status})")
+
+    def _i8042_reset(self) -> None:
+        if not self.config.reboot:
+            self.stop(EXIT_POWER_OFF, "guest reset the machine (--no-reboot)")
+            return
+        self._reset_requested = True
+        self.runners[0].kick()  # leave KVM_RUN so the reset happens between exits
+        os.write(self._wake_w, b"r")
+
+    def _reset(self) -> None:
+        """Reboot: stop the BSP, reload the kernel into cleared RAM, restart."""
+        self._reset_requested = False
+        runner = self.runners[0]
+        self.stopping = True
+        runner.kick()
+        runner.thread.join()
+        for region in self.memory.regions:
+            region.buffer.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads zero
+        self._boot()
+        self.stopping = False
+        self.runners[0] = VcpuRunner(self, self.vcpus[0])
+        self.runners[0].start()
+
+    def close(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if hasattr(self, "console"):
+            self.console.close()
+        if hasattr(self, "vm"):
+            self.vm.close()
+        if hasattr(self, "memory"):
+            self.memory.close()
+        self.kvm.close()
+
+
+def _allocate_memory(size: int) -> GuestMemory:
+    if size < (2 << 20):
+        raise ConfigError("-m must be at least 2M")
+    try:
+        with open("/proc/meminfo") as f:
+            total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
+        total <<= 10
+    except (OSError, StopIteration, ValueError):
+        total = None
+    if total is not None and size > total:
+        raise ConfigError(f"-m {size >> 20}M is more than this host's memory "
+                          f"({total >> 20} MiB); ask for less")
+    return GuestMemory.with_size(size)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+__all__ = ["Machine", "BootImageError", "ConfigError"]

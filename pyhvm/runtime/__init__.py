@@ -1,0 +1,1 @@
+"""The only layer with threads: vCPU threads, the event loop, exit dispatch."""
