@@ -39,6 +39,7 @@ class Bus:
         self.limit = limit
         self._bases: list[int] = []
         self._mappings: list[Mapping] = []
+        self._dense: list[tuple[Device, int] | None] | None = None
         self.unclaimed_reads: Counter[int] = Counter()
         self.unclaimed_writes: Counter[int] = Counter()
 
@@ -55,6 +56,7 @@ class Bus:
                                f"{other.name} {other.base:#x}+{other.size:#x}")
         self._bases.insert(index, base)
         self._mappings.insert(index, Mapping(base, size, device, name or type(device).__name__))
+        self._refresh_dense()
 
     def unregister(self, base: int) -> None:
         index = bisect.bisect_left(self._bases, base)
@@ -62,6 +64,7 @@ class Bus:
             raise BusError(f"{self.name}: nothing registered at {base:#x}")
         del self._bases[index]
         del self._mappings[index]
+        self._refresh_dense()
 
     def find(self, addr: int) -> Mapping | None:
         index = bisect.bisect_right(self._bases, addr) - 1
@@ -70,6 +73,27 @@ class Bus:
             if addr < mapping.end:
                 return mapping
         return None
+
+    def dense_table(self) -> list[tuple[Device, int] | None]:
+        """(device, base) for every address: an O(1) lookup for small spaces (ports).
+
+        The vCPU loop takes this list once; `register` rebuilds it in place, so a device
+        added later (a PCI BAR moved by the guest) is seen without re-fetching it."""
+        if self.limit > 0x10000:
+            raise BusError(f"{self.name}: too large for a dense table")
+        if self._dense is None:
+            self._dense = [None] * self.limit
+            self._refresh_dense()
+        return self._dense
+
+    def _refresh_dense(self) -> None:
+        table = self._dense
+        if table is None:
+            return
+        table[:] = [None] * self.limit
+        for mapping in self._mappings:
+            for addr in range(mapping.base, mapping.end):
+                table[addr] = (mapping.device, mapping.base)
 
     @property
     def mappings(self) -> tuple[Mapping, ...]:

@@ -13,6 +13,11 @@
 #define TSS_AVAILABLE  0x89     /* present, 64-bit TSS (available) */
 #define VEC_DOUBLE_FAULT 8
 
+#define MSR_STAR  0xC0000081
+#define MSR_LSTAR 0xC0000082
+#define MSR_FMASK 0xC0000084
+#define FMASK_BITS 0x47700      /* clear TF, IF, DF, NT, AC on syscall */
+
 /*
  * On this host port I/O from CPL 3 is checked against the I/O bitmap even with IOPL 3,
  * so the TSS carries a full bitmap (8 KiB, all ports allowed) plus the 0xFF terminator.
@@ -46,6 +51,8 @@ struct dtr {
 
 extern uint64_t gdt[];                  /* entry.S */
 extern char isr_stubs[];                /* isr.S: 16 bytes per vector */
+extern char syscall_entry[];            /* isr.S */
+uint64_t kernel_entry_rsp;              /* isr.S: stack for syscall_entry */
 uint64_t user_call(uint64_t (*fn)(void *), void *arg, void *user_stack_top);
 __attribute__((noreturn)) void user_return(uint64_t value);
 
@@ -55,6 +62,11 @@ static isr_handler_t handlers[IDT_ENTRIES];
 static uint8_t int_stack[INT_STACK_SIZE] __attribute__((aligned(16)));
 static uint8_t ist1_stack[IST_STACK_SIZE] __attribute__((aligned(16)));
 static uint8_t user_stack[USER_STACK_SIZE] __attribute__((aligned(16)));
+
+static void wrmsr(uint32_t msr, uint64_t v)
+{
+    __asm__ volatile("wrmsr" :: "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
 
 static void set_gate(unsigned vec, uint64_t addr, uint8_t type, uint8_t ist)
 {
@@ -106,6 +118,12 @@ void cpu_init(void)
     __asm__ volatile("lidt %0" :: "m"(idtr));
 
     handlers[SYSCALL_VECTOR] = syscall_handler;
+
+    /* syscall (EFER.SCE is set by entry.S); uses the same stack as entries via RSP0. */
+    kernel_entry_rsp = tss.rsp[0];
+    wrmsr(MSR_STAR, ((uint64_t)SEL_UCODE32 << 48) | ((uint64_t)SEL_KCODE64 << 32));
+    wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
+    wrmsr(MSR_FMASK, FMASK_BITS);
 }
 
 void isr_set_handler(unsigned vector, isr_handler_t fn)

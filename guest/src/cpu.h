@@ -29,7 +29,9 @@ extern uint64_t user_rflags;
 /* From CPL 3 only. */
 static inline void sys_putc(char c)
 {
-    __asm__ volatile("int $0x80" :: "a"(1), "D"((uint64_t)(unsigned char)c) : "memory");
+    uint64_t nr = 1;    /* SYS_PUTC */
+    __asm__ volatile("syscall" : "+a"(nr) : "D"((uint64_t)(unsigned char)c)
+                     : "rcx", "r11", "memory");
 }
 
 static inline unsigned current_cpl(void)

@@ -13,6 +13,7 @@
 #define CR0_PG          (1 << 31)
 #define CR4_PAE         (1 << 5)
 #define MSR_EFER        0xC0000080
+#define EFER_SCE        (1 << 0)        /* syscall/sysret */
 #define EFER_LME        (1 << 8)
 
 #define PTE_P           0x001
@@ -78,7 +79,7 @@ _start:
         movl    %eax, %cr4
         movl    $MSR_EFER, %ecx
         rdmsr
-        orl     $EFER_LME, %eax
+        orl     $(EFER_LME | EFER_SCE), %eax
         wrmsr
         movl    %cr0, %eax
         orl     $(CR0_PG | CR0_PE), %eax
@@ -132,12 +133,13 @@ mb_info:        .long 0
         .globl gdt
 gdt:
         .quad 0                         /* 0x00 null */
-        .quad 0x00CF9A000000FFFF        /* 0x08 32-bit code, DPL 0 */
-        .quad 0x00CF92000000FFFF        /* 0x10 data, DPL 0 */
-        .quad 0x00AF9A000000FFFF        /* 0x18 64-bit code, DPL 0 */
-        .quad 0x00CFF2000000FFFF        /* 0x20 data, DPL 3 (sysret order: data, code) */
-        .quad 0x00AFFA000000FFFF        /* 0x28 64-bit code, DPL 3 */
-        .quad 0, 0                      /* 0x30 64-bit TSS, filled in by cpu_init() */
+        .quad 0x00CF9A000000FFFF        /* 0x08 32-bit code, DPL 0 (boot only) */
+        .quad 0x00AF9A000000FFFF        /* 0x10 64-bit code, DPL 0 */
+        .quad 0x00CF92000000FFFF        /* 0x18 data, DPL 0 */
+        .quad 0x00CFFA000000FFFF        /* 0x20 32-bit code, DPL 3 (sysret layout only) */
+        .quad 0x00CFF2000000FFFF        /* 0x28 data, DPL 3 */
+        .quad 0x00AFFA000000FFFF        /* 0x30 64-bit code, DPL 3 */
+        .quad 0, 0                      /* 0x38 64-bit TSS, filled in by cpu_init() */
 gdt_end:
 
 gdtr32:

@@ -2,13 +2,17 @@
 #ifndef GUEST_LAYOUT_H
 #define GUEST_LAYOUT_H
 
-/* GDT selectors (see gdt in entry.S). User data precedes user code, as sysret wants. */
+/*
+ * GDT selectors (see gdt in entry.S), in the order syscall/sysret need:
+ * STAR[47:32] = SEL_KCODE64 (SS = +8), STAR[63:48] = SEL_UCODE32 (SS = +8, CS64 = +16).
+ */
 #define SEL_CODE32      0x08
-#define SEL_DATA        0x10
-#define SEL_KCODE64     0x18
-#define SEL_UDATA       0x20
-#define SEL_UCODE64     0x28
-#define SEL_TSS         0x30
+#define SEL_KCODE64     0x10
+#define SEL_DATA        0x18
+#define SEL_UCODE32     0x20    /* placeholder for the sysret layout; unused */
+#define SEL_UDATA       0x28
+#define SEL_UCODE64     0x30
+#define SEL_TSS         0x38
 
 #define BOOT_STACK_SIZE 16384   /* kernel stack (CPL 0) */
 #define INT_STACK_SIZE  16384   /* TSS.RSP0: entries from CPL 3 */
@@ -17,6 +21,12 @@
 
 #define EXIT_PORT       0xF4    /* isa-debug-exit: VMM exit status = (value << 1) | 1 */
 
+/*
+ * System calls from CPL 3: `syscall` (rax = number, rdi = argument). On this host a
+ * software interrupt (`int n`, any n) at CPL 3 raises #UD, so `syscall` is the way in;
+ * the int 0x80 gate (DPL 3) stays for VMMs where `int` works. Both end in isr_common,
+ * with vector SYSCALL_VECTOR, and return with iretq.
+ */
 #define SYSCALL_VECTOR  0x80
 #define SYS_EXIT        0       /* leave CPL 3, rdi = return value of user_call() */
 #define SYS_PUTC        1       /* rdi = character for COM1 */
