@@ -48,9 +48,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .boot.image import BootImageError
+    from .errors import HostError
     from .kvm import KvmError
-    from .machine.config import ConfigError, MachineConfig, parse_size
+    from .machine.config import MachineConfig, parse_size
     from .machine.pc import Machine
 
     try:
@@ -59,9 +59,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                cpus=args.cpus, serial=args.serial,
                                max_seconds=args.max_seconds, reboot=not args.no_reboot)
         machine = Machine(config)
-    except (ConfigError, BootImageError, KvmError) as err:
+    except HostError as err:
         print(f"pyhvm: {err}", file=sys.stderr)
-        return 1 if not isinstance(err, KvmError) else 3
+        return 3 if isinstance(err, KvmError) else 1
     except OSError as err:  # the console file, an out-of-memory mmap ...
         print(f"pyhvm: {err.strerror or err}", file=sys.stderr)
         return 3

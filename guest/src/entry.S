@@ -13,7 +13,6 @@
 #define CR0_PG          (1 << 31)
 #define CR4_PAE         (1 << 5)
 #define MSR_EFER        0xC0000080
-#define EFER_SCE        (1 << 0)        /* syscall/sysret */
 #define EFER_LME        (1 << 8)
 
 #define PTE_P           0x001
@@ -79,7 +78,7 @@ _start:
         movl    %eax, %cr4
         movl    $MSR_EFER, %ecx
         rdmsr
-        orl     $(EFER_LME | EFER_SCE), %eax
+        orl     $EFER_LME, %eax
         wrmsr
         movl    %cr0, %eax
         orl     $(CR0_PG | CR0_PE), %eax

@@ -97,27 +97,8 @@ user_trampoline:                        /* CPL 3 */
         call    *%rax
         movq    %rax, %rdi
         movl    $SYS_EXIT, %eax
-        syscall
+        int     $SYSCALL_VECTOR
         ud2
-
-/*
- * syscall lands here at CPL 0 with RCX = user RIP, R11 = user RFLAGS, IF clear (FMASK)
- * and RSP still the user's. Switch to the kernel entry stack and build the same frame
- * an interrupt from CPL 3 would, so that isr_common and the SYSCALL_VECTOR handler
- * serve both ways in; iretq goes back (sysret is avoided: CPL 0 runs in KVM's emulator).
- */
-        .globl syscall_entry
-syscall_entry:
-        movq    %rsp, syscall_user_rsp(%rip)
-        movq    kernel_entry_rsp(%rip), %rsp
-        pushq   $(SEL_UDATA | 3)        /* SS */
-        pushq   syscall_user_rsp(%rip)  /* RSP */
-        pushq   %r11                    /* RFLAGS */
-        pushq   $(SEL_UCODE64 | 3)      /* CS */
-        pushq   %rcx                    /* RIP */
-        pushq   $0                      /* error code */
-        pushq   $SYSCALL_VECTOR
-        jmp     isr_common
 
 /* void user_return(uint64_t value): from the SYS_EXIT handler (CPL 0), never returns. */
         .globl user_return
@@ -139,7 +120,6 @@ user_return:
         .data
         .balign 8
 user_saved_rsp: .quad 0
-syscall_user_rsp: .quad 0
         .globl user_rflags
 user_rflags:    .quad 0x2               /* IF clear: no interrupt sources are set up */
 

@@ -22,10 +22,10 @@
 #define EXIT_PORT       0xF4    /* isa-debug-exit: VMM exit status = (value << 1) | 1 */
 
 /*
- * System calls from CPL 3: `syscall` (rax = number, rdi = argument). On this host a
- * software interrupt (`int n`, any n) at CPL 3 raises #UD, so `syscall` is the way in;
- * the int 0x80 gate (DPL 3) stays for VMMs where `int` works. Both end in isr_common,
- * with vector SYSCALL_VECTOR, and return with iretq.
+ * System calls from CPL 3: `int $0x80` (rax = number, rdi = argument), through a DPL 3
+ * gate. On this host `int n` at CPL 3 (any n) raises #UD instead, and `syscall` jumps to
+ * LSTAR without leaving CPL 3; so the #UD handler recognizes `int $0x80` at CPL 3 and
+ * runs the system call itself (see cpu.c).
  */
 #define SYSCALL_VECTOR  0x80
 #define SYS_EXIT        0       /* leave CPL 3, rdi = return value of user_call() */

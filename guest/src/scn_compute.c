@@ -2,7 +2,8 @@
  * compute: CPU-bound work at CPL 3 (native speed on this host), for a fixed TSC time.
  *   compute [seconds=1] [ms=M] [tsc_khz=K]     ms, when given, overrides seconds
  * The loop is an LCG with a mixing step, checking the TSC every CHUNK steps; work counts
- * LCG steps. Returns to CPL 0 through the int 0x80 gate.
+ * LCG steps. Returns to CPL 0 with SYS_EXIT (int 0x80, see layout.h); sys_entry= says
+ * whether that came through the gate or the #UD fixup.
  */
 #include "cmdline.h"
 #include "cpu.h"
@@ -54,6 +55,7 @@ int scn_compute(const struct multiboot_info *mbi)
     uint64_t cycles = rdtsc() - t0;
 
     kprintf("RESULT compute seconds=%lu ms=%lu work=%lu cycles=%lu tsc_khz=%lu tsc_source=%s "
-            "cpl=%lu\n", seconds, ms, work, cycles, tsc->khz, tsc->source, job.cpl);
+            "cpl=%lu sys_entry=%s\n", seconds, ms, work, cycles, tsc->khz, tsc->source, job.cpl,
+            syscall_ud_count ? "ud" : "gate");
     return job.cpl == 3 ? STATUS_OK : STATUS_FAIL;
 }

@@ -6,9 +6,11 @@ import os
 import sys
 from typing import BinaryIO
 
+from ..errors import HostError
 
-class ConsoleError(Exception):
-    pass
+
+class ConsoleError(HostError):
+    """The serial console cannot be opened as asked."""
 
 
 class Console:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import HostError
 from ..memory import GuestMemory
 
 E820_RAM = 1
@@ -15,7 +16,7 @@ BIOS_AREA = 0xF0000
 HIGH_MEMORY = 0x100000
 
 
-class BootImageError(Exception):
+class BootImageError(HostError):
     """A kernel, initrd or module the user gave cannot be loaded; the message names why."""
 
 

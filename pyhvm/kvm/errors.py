@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import HostError
 
-class KvmError(Exception):
+
+class KvmError(HostError):
     """KVM refused or is unavailable; the message is meant for the user as it is."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import HostError
 
-class ConfigError(Exception):
+
+class ConfigError(HostError):
     """Bad user configuration; the message says what to write instead."""
 
 

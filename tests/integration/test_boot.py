@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,3 +22,89 @@ def test_hello_prints_banner_and_cmdline_and_exits_with_debug_exit_status(
     assert "pyhvm guest kit" in result.stdout
     assert "cmdline: scenario=hello x=1 y=2" in result.stdout
     assert parse_results(result.stdout)["hello"] == {"ok": "1", "args": "3"}
+
+
+def test_unknown_scenario_reports_error_and_exits_with_status_2(guestkit: Path) -> None:
+    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=nosuch",
+                       "--max-seconds", "30")
+    assert result.returncode == (2 << 1) | 1
+    assert parse_results(result.stdout)["error"] == {"name": "nosuch"}
+
+
+def test_string_io_rep_outsb_reaches_console_and_rep_insb_reads_floating_bus(
+        guestkit: Path) -> None:
+    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=strio",
+                       "--max-seconds", "30")
+    assert result.returncode == 1, result.stderr
+    assert "strio: rep outsb of 64 bytes to COM1 0123456789abcdefghijklmnop\n" in result.stdout
+    assert parse_results(result.stdout)["strio"] == {"ok": "1", "insb": "ff" * 16}
+
+
+def test_triple_fault_stops_with_register_dump_and_status_2(guestkit: Path) -> None:
+    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=triple",
+                       "--max-seconds", "30")
+    assert result.returncode == 2
+    assert "triple fault" in result.stderr
+    assert "rip=" in result.stderr and "cr0=" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_exits_scenario_counts_port_writes(guestkit: Path) -> None:
+    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=exits n=500 port=0x404",
+                       "--max-seconds", "30")
+    assert result.returncode == 1, result.stderr
+    fields = parse_results(result.stdout)["exits"]
+    assert fields["n"] == "500" and fields["kind"] == "pio"
+    assert int(fields["cycles_per_exit"]) > 0
+
+
+def test_compute_runs_at_cpl3_and_reports_work(guestkit: Path) -> None:
+    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=compute seconds=1",
+                       "--max-seconds", "30")
+    assert result.returncode == 1, result.stderr
+    fields = parse_results(result.stdout)["compute"]
+    assert int(fields["work"]) > 0 and int(fields["cycles"]) > 0
+    # pyhvm tells the guest its TSC frequency through CPUID leaf 0x40000010.
+    assert fields["tsc_source"] == "cpuid-40000010"
+
+
+def test_max_seconds_stops_a_runaway_guest_with_status_124(guestkit: Path) -> None:
+    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=compute seconds=600",
+                       "--max-seconds", "1")
+    assert result.returncode == 124
+    assert "Traceback" not in result.stderr
+
+
+def test_sigint_stops_the_vm_cleanly_with_status_130(guestkit: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyhvm", "run", "--kernel", str(guestkit), "--append",
+         "scenario=compute seconds=600", "--max-seconds", "60"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"pyhvm guest kit")  # the guest is running
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--kernel", "/nonexistent/kernel.elf"], "does not exist"),
+    (["--kernel", "/etc/hostname"], "Multiboot header"),
+    (["--kernel", "GUESTKIT", "-m", "lots"], "memory size"),
+    (["--kernel", "GUESTKIT", "-m", "100T"], "more than this host's memory"),
+    (["--kernel", "GUESTKIT", "--serial", "tcp:1"], "unknown --serial"),
+])
+def test_host_side_misuse_gives_one_line_error(guestkit: Path, args: list[str],
+                                               message: str) -> None:
+    args = [str(guestkit) if a == "GUESTKIT" else a for a in args]
+    result = run_pyhvm(*args, "--max-seconds", "10")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
