@@ -1,6 +1,6 @@
 /*
  * GDT TSS slot, 64-bit TSS (RSP0, IST1, full I/O permission bitmap), IDT, exception
- * reporting, and the system-call entry (syscall, or int 0x80) used from CPL 3.
+ * reporting, and the system-call entry (int 0x80) used from CPL 3.
  */
 #include "cpu.h"
 #include "io.h"

@@ -52,7 +52,11 @@ static uint64_t from_leaf16(void)
     return (uint64_t)(cpuid(0x16, 0).eax & 0xFFFF) * 1000;     /* base MHz */
 }
 
-/* Count TSC cycles while PIT channel 2 counts PIT_COUNT ticks in mode 0. Never hangs. */
+/*
+ * Count TSC cycles while PIT channel 2 counts PIT_COUNT ticks in mode 0. Never hangs.
+ * Each port access is a VM exit of several microseconds, so both ends of the interval
+ * are taken as the midpoint of the exit that bracketed them.
+ */
 static uint64_t from_pit(void)
 {
     uint8_t saved = inb(PORT_61);
@@ -61,21 +65,26 @@ static uint64_t from_pit(void)
     outb(PORT_61, (uint8_t)((saved & ~P61_SPEAKER) | P61_GATE2));
     outb(PIT_CMD, PIT_CMD_CH2_LOHI_MODE0);
     outb(PIT_CH2, PIT_COUNT & 0xFF);
-    outb(PIT_CH2, PIT_COUNT >> 8);
-    uint64_t t0 = rdtsc(), t1 = t0;
+    uint64_t before = rdtsc();
+    outb(PIT_CH2, PIT_COUNT >> 8);          /* counting starts here */
+    uint64_t after = rdtsc();
+    uint64_t start = before + (after - before) / 2;
+    uint64_t prev = after, now = after;
     unsigned polls = 0;
     int done = 0;
-    while (polls < PIT_MAX_POLLS && t1 - t0 < PIT_MAX_CYCLES) {
+    while (polls < PIT_MAX_POLLS && now - start < PIT_MAX_CYCLES) {
         polls++;
+        prev = now;
         done = inb(PORT_61) & P61_OUT2;
-        t1 = rdtsc();
+        now = rdtsc();
         if (done)
             break;
     }
     outb(PORT_61, saved);
     if (!done || polls < 2)
         return 0;                           /* never fired, or fired at once */
-    return (t1 - t0) * PIT_HZ / PIT_COUNT / 1000;
+    uint64_t end = prev + (now - prev) / 2;
+    return (end - start) * PIT_HZ / PIT_COUNT / 1000;
 }
 
 static int sane(uint64_t khz) { return khz >= MIN_SANE_KHZ && khz <= MAX_SANE_KHZ; }
