@@ -116,6 +116,9 @@ def _check_placement(segments: list[Segment], memory: GuestMemory) -> None:
         if not memory.contains(seg.paddr, seg.memsz):
             raise BootImageError(f"segment {seg.paddr:#x}+{seg.memsz:#x} is outside guest RAM "
                                  f"({memory.size >> 20} MiB); give more memory with -m")
+        if seg.paddr < HIGH_MEMORY and seg.paddr + seg.memsz > LOW_MEMORY_TOP:
+            raise BootImageError(f"segment {seg.paddr:#x}+{seg.memsz:#x} overlaps the EBDA/VGA/"
+                                 f"BIOS area {LOW_MEMORY_TOP:#x}-{HIGH_MEMORY:#x} (e820 reserved)")
     for before, after in zip(ordered, ordered[1:]):
         if before.paddr + before.memsz > after.paddr:
             raise BootImageError(f"segments at {before.paddr:#x} and {after.paddr:#x} overlap")
@@ -167,7 +170,8 @@ def load_multiboot(memory: GuestMemory, image: bytes, cmdline: str = "",
         CMDLINE_ADDR, mods_count, MODULES_ADDR, 0, 0)
     info += b"\0" * 8  # syms (a.out/ELF section info) unused
     info += struct.pack("<II", len(mmap_bytes), MMAP_ADDR)
-    info += struct.pack("<IIIIII", 0, 0, 0, 0, 0, LOADER_NAME_ADDR)
+    # drives_length, drives_addr, config_table, then boot_loader_name at offset 64.
+    info += struct.pack("<IIII", 0, 0, 0, LOADER_NAME_ADDR)
     memory.write(INFO_ADDR, info)
     return BootEntry("protected32", entry, {"rax": BOOTLOADER_MAGIC, "rbx": INFO_ADDR})
 
@@ -178,6 +182,8 @@ def _load_modules(memory: GuestMemory, modules: list[tuple[bytes, str]],
     string_addr = MODULES_ADDR + 16 * len(modules)
     next_addr = (kernel_end + 0xFFF) & ~0xFFF
     for index, (data, name) in enumerate(modules):
+        if next_addr < HIGH_MEMORY and next_addr + len(data) > LOW_MEMORY_TOP:
+            next_addr = HIGH_MEMORY  # skip the e820-reserved hole below 1 MiB
         name_bytes = name.encode()[:255] + b"\0"
         if string_addr + len(name_bytes) > MODULES_AREA_END:
             raise BootImageError("too many modules or module names too long")

@@ -8,7 +8,7 @@ handed in at construction.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 class Device(Protocol):
@@ -33,6 +33,23 @@ class NullIrqLine:
 
     def set_level(self, level: bool) -> None:
         self.level = level
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None:
+        """Forget the callback if it has not run yet (cancelling twice is harmless)."""
+
+
+class Clock(Protocol):
+    """Virtual time for device models: a monotonic nanosecond counter and one-shot timers.
+
+    Callbacks run on the machine's event loop with the device lock held, never inside a
+    device method, so a model may call `call_at` from its own register handlers safely.
+    """
+
+    def now_ns(self) -> int: ...
+
+    def call_at(self, deadline_ns: int, callback: Callable[[], None]) -> TimerHandle: ...
 
 
 class GuestError(Exception):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import selectors
+import signal
 import sys
 import threading
-import time
 
 from ..backends.console import Console, open_console
 from ..boot.image import BootEntry, BootImageError, read_file
@@ -24,6 +23,7 @@ from ..kvm.vcpu import Vcpu
 from ..memory import GuestMemory
 from ..runtime.diagnostics import register_dump
 from ..runtime.dispatch import Buses
+from ..runtime.eventloop import EventLoop
 from ..runtime.vcpu_runner import VcpuRunner, install_kick_handler
 from . import cpu
 from .config import ConfigError, MachineConfig
@@ -56,7 +56,7 @@ class Machine:
         self.stop_reason = ""
         self.io_lock = threading.Lock()
         self._reset_requested = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.loop = EventLoop(self.io_lock)
         self.kvm = Kvm()
         try:
             self._build()
@@ -138,54 +138,25 @@ class Machine:
     def run(self) -> int:
         """Run until the guest exits, dies, times out or the user interrupts; the status."""
         install_kick_handler()
-        self.runners[0].start()  # APs wait for an INIT/SIPI that needs the in-kernel LAPIC
-        deadline = (time.monotonic() + self.config.max_seconds
-                    if self.config.max_seconds else None)
+        previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            self._event_loop(deadline)
-        except KeyboardInterrupt:
-            self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
+            if self.config.max_seconds:
+                deadline = self.loop.now_ns() + int(self.config.max_seconds * 1e9)
+                self.loop.call_at(deadline, lambda: self.stop(
+                    EXIT_TIMEOUT, f"stopped after --max-seconds {self.config.max_seconds}"))
+            self._console_input = _ConsoleInput(self)
+            self.runners[0].start()  # APs stay halted: SMP bring-up needs an APIC
+            self.loop.run(lambda: self.stopping and not self._reset_requested)
+        finally:
+            signal.signal(signal.SIGINT, previous_sigint)
         for runner in self.runners:
             if runner.thread.is_alive():
                 runner.thread.join(timeout=5)
         assert self.exit_status is not None
         return self.exit_status
 
-    def _event_loop(self, deadline: float | None) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        input_fd = self.console.input_fd
-        if input_fd is not None:
-            try:
-                selector.register(input_fd, selectors.EVENT_READ, "input")
-            except (ValueError, PermissionError, OSError):
-                input_fd = None  # e.g. a regular file as stdin: nothing to wait on
-        pending = b""
-        try:
-            while not self.stopping:
-                timeout = 0.01 if pending else None
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self.stop(EXIT_TIMEOUT,
-                                  f"stopped after --max-seconds {self.config.max_seconds}")
-                        break
-                    timeout = left if timeout is None else min(timeout, left)
-                for key, _ in selector.select(timeout):
-                    if key.data == "wake":
-                        _drain(self._wake_r)
-                    elif key.data == "input":
-                        data = os.read(input_fd, 4096)
-                        if not data:
-                            selector.unregister(input_fd)
-                        pending += data
-                if pending:
-                    with self.io_lock:
-                        pending = pending[self.uart.receive(pending):]
-                if self._reset_requested:
-                    self._reset()
-        finally:
-            selector.close()
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
 
     def stop(self, status: int, reason: str) -> None:
         """Ask every vCPU to stop; the first status given wins. Any thread may call it."""
@@ -195,10 +166,7 @@ class Machine:
         self.stopping = True
         for runner in self.runners:
             runner.kick()
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass
+        self.loop.wake()
 
     def fail(self, reason: str) -> None:
         print(f"pyhvm: {reason}", file=sys.stderr)
@@ -223,30 +191,33 @@ class Machine:
         if not self.config.reboot:
             self.stop(EXIT_POWER_OFF, "guest reset the machine (--no-reboot)")
             return
+        # Called on the vCPU thread inside an exit: stop it, and reboot from the loop.
         self._reset_requested = True
-        self.runners[0].kick()  # leave KVM_RUN so the reset happens between exits
-        os.write(self._wake_w, b"r")
+        self.stopping = True
+        self.loop.call_soon(self._reset)
 
     def _reset(self) -> None:
-        """Reboot: stop the BSP, reload the kernel into cleared RAM, restart."""
-        self._reset_requested = False
+        """Reboot: wait for the BSP to leave, reload the kernel into cleared RAM, restart."""
         runner = self.runners[0]
-        self.stopping = True
         runner.kick()
-        runner.thread.join()
+        self.io_lock.release()  # the vCPU may be waiting for the lock to finish its exit
+        try:
+            runner.thread.join()
+        finally:
+            self.io_lock.acquire()
+        self._reset_requested = False
+        if self.exit_status is not None:
+            return  # something else stopped the machine meanwhile
         for region in self.memory.regions:
             region.buffer.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads zero
+        self.uart.reset()
         self._boot()
         self.stopping = False
         self.runners[0] = VcpuRunner(self, self.vcpus[0])
         self.runners[0].start()
 
     def close(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.loop.close()
         if hasattr(self, "console"):
             self.console.close()
         if hasattr(self, "vm"):
@@ -271,12 +242,42 @@ def _allocate_memory(size: int) -> GuestMemory:
     return GuestMemory.with_size(size)
 
 
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
+class _ConsoleInput:
+    """Feeds console bytes into the UART; what does not fit waits (never dropped)."""
+
+    RETRY_NS = 10_000_000
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.fd = machine.console.input_fd
+        self.pending = b""
+        self._retry: object | None = None
+        if self.fd is not None:
+            try:
+                machine.loop.add_reader(self.fd, self._readable)
+            except (ValueError, OSError):
+                self.fd = None  # e.g. a regular file as stdin: nothing to wait on
+
+    def _readable(self) -> None:
+        assert self.fd is not None
+        try:
+            data = os.read(self.fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            self.machine.loop.remove_reader(self.fd)
+            self.fd = None
+            return
+        self.pending += data
+        with self.machine.io_lock:
+            self._feed()
+
+    def _feed(self) -> None:
+        self._retry = None
+        self.pending = self.pending[self.machine.uart.receive(self.pending):]
+        if self.pending and self._retry is None:
+            loop = self.machine.loop
+            self._retry = loop.call_at(loop.now_ns() + self.RETRY_NS, self._feed)
 
 
 __all__ = ["Machine", "BootImageError", "ConfigError"]

@@ -1,0 +1,319 @@
+"""What every benchmark shares: finding the guest kit, running it under pyhvm, reading its
+RESULT lines, medians and ratios, host facts, the JSON envelope and the plain-text table.
+
+Benchmarks compare configurations measured in one process, interleaved, and report medians
+(architecture.md, "Benchmarks"); nothing here holds a measured figure.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
+GUESTKIT_RELATIVE = Path("guest") / "build" / "guestkit.elf"
+QEMU = "qemu-system-x86_64"
+KVM_MODULES = ("kvm_pvm", "kvm_intel", "kvm_amd")
+GUEST_OK_STATUS = 1  # debug-exit write of 0 (STATUS_OK): (0 << 1) | 1, on pyhvm and QEMU
+STDERR_TAIL = 300
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+
+class BenchError(Exception):
+    """The benchmark cannot run or a run failed; the message is one line for the user."""
+
+
+# --- what the host must offer -----------------------------------------------------------
+def guestkit_path(explicit: str | None = None) -> Path:
+    """The guest kit ELF: the one named, else the source tree's build, else ./guest/build."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise BenchError(f"guest kit {explicit!r} does not exist")
+        return path
+    candidates = [PACKAGE_PARENT / GUESTKIT_RELATIVE, Path.cwd() / GUESTKIT_RELATIVE]
+    for path in candidates:
+        if path.is_file():
+            return path
+    guest_dir = candidates[0].parent.parent
+    hint = guest_dir if guest_dir.is_dir() else Path("guest")
+    raise BenchError(f"the guest kit is not built ({candidates[0]} is missing): "
+                     f"run `make -C {hint}`")
+
+
+def require_kvm() -> None:
+    if not os.path.exists("/dev/kvm"):
+        raise BenchError("/dev/kvm does not exist: this host offers no KVM")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise BenchError("no permission to open /dev/kvm (run as root or join group kvm)")
+
+
+def require_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BenchError(f"{name} is not installed (apt-get install {package})")
+    return path
+
+
+# --- the guest kit's output ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ResultLine:
+    """One `RESULT <scenario> key=value ...` line."""
+
+    scenario: str
+    words: tuple[str, ...]
+    fields: dict[str, str] = field(hash=False)
+
+    def number(self, key: str) -> int:
+        """An integer field (decimal or 0x-hex); BenchError if missing or malformed."""
+        value = self.fields.get(key)
+        if value is None:
+            raise BenchError(f"RESULT {self.scenario} has no {key}=")
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise BenchError(f"RESULT {self.scenario} {key}={value!r} is not a number") \
+                from None
+
+
+def parse_results(text: str) -> list[ResultLine]:
+    """Every RESULT line in guest output, in order. Split on blanks, not shell rules: a
+    stray quote in a value must not hide the rest of the line."""
+    results = []
+    for line in text.splitlines():
+        tokens = line.strip().split()
+        if len(tokens) < 2 or tokens[0] != "RESULT":
+            continue
+        words = tuple(t for t in tokens[2:] if "=" not in t)
+        fields = dict(t.split("=", 1) for t in tokens[2:] if "=" in t)
+        results.append(ResultLine(tokens[1], words, fields))
+    return results
+
+
+def find_result(text: str, scenario: str) -> ResultLine:
+    """The last RESULT line of `scenario`; BenchError naming the guest's error if absent."""
+    results = parse_results(text)
+    for result in reversed(results):
+        if result.scenario == scenario:
+            return result
+    for result in results:
+        if result.scenario == "error":
+            detail = " ".join([*result.words, *(f"{k}={v}" for k, v in result.fields.items())])
+            raise BenchError(f"the guest reported an error: {detail}")
+    raise BenchError(f"the guest printed no RESULT {scenario} line")
+
+
+# --- statistics ---------------------------------------------------------------------------
+def median(values: Iterable[float]) -> float:
+    data = list(values)
+    if not data:
+        raise ValueError("median of no values")
+    return float(statistics.median(data))
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """numerator / denominator, or None where the denominator is not positive."""
+    if denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def metric(name: str, values: Sequence[float], digits: int = 3) -> dict[str, Any]:
+    """`{name: median, name_reps: [...]}`: the summary and what it summarizes."""
+    return {name: round(median(values), digits),
+            f"{name}_reps": [round(v, digits) for v in values]}
+
+
+def interleave(configs: Sequence[C], reps: int, measure: Callable[[C, int], T],
+               progress: Callable[[str], None] | None = None,
+               label: Callable[[C], str] = str) -> list[list[T]]:
+    """Measure every config once per repetition, in order, so that drift in the host (other
+    load, frequency, caches) spreads over all of them; results[config index][rep]."""
+    results: list[list[T]] = [[] for _ in configs]
+    for rep in range(reps):
+        for index, config in enumerate(configs):
+            if progress:
+                progress(f"rep {rep + 1}/{reps}: {label(config)}")
+            results[index].append(measure(config, rep))
+    return results
+
+
+def stderr_progress(enabled: bool, prefix: str) -> Callable[[str], None] | None:
+    """A progress printer for a terminal, or None (pipes and --json stay quiet)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+
+    def show(message: str) -> None:
+        sys.stderr.write(f"\r\033[K{prefix} {message}")
+        sys.stderr.flush()
+    return show
+
+
+def clear_progress(progress: Callable[[str], None] | None) -> None:
+    if progress:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+# --- host facts ---------------------------------------------------------------------------
+def first_line(command: list[str]) -> str | None:
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=20,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+@lru_cache(maxsize=1)
+def qemu_version() -> str | None:
+    """`7.2.22 (Debian ...)` from `qemu-system-x86_64 --version`, or None if absent."""
+    if shutil.which(QEMU) is None:
+        return None
+    line = first_line([QEMU, "--version"])
+    if line and "version " in line:
+        return line.split("version ", 1)[1]
+    return line
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def kvm_module() -> str | None:
+    for name in KVM_MODULES:
+        if os.path.isdir(f"/sys/module/{name}"):
+            return name
+    return "kvm" if os.path.isdir("/sys/module/kvm") else None
+
+
+def host_info(**extra: Any) -> dict[str, Any]:
+    """Facts that explain a number measured here, plus what the caller adds (e.g. gcc)."""
+    info: dict[str, Any] = {
+        "kernel": platform.release(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "kvm_module": kvm_module(),
+        "kvm_pvm": os.path.isdir("/sys/module/kvm_pvm"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "qemu": qemu_version(),
+    }
+    info.update(extra)
+    return info
+
+
+def host_line(host: dict[str, Any]) -> str:
+    parts = [f"Linux {host['kernel']}", str(host.get("cpu_model") or "unknown CPU"),
+             f"{host.get('cpus')} CPUs", f"KVM module {host.get('kvm_module') or 'none'}",
+             str(host["python"])]
+    if host.get("qemu"):
+        parts.append(f"QEMU {host['qemu']}")
+    if host.get("gcc"):
+        parts.append(f"gcc {host['gcc']}")
+    return "host: " + ", ".join(parts)
+
+
+# --- output -------------------------------------------------------------------------------
+def run_entry(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"config": config, "metrics": metrics}
+
+
+def envelope(bench: str, host: dict[str, Any], runs: list[dict[str, Any]],
+             ratios: dict[str, float | None]) -> dict[str, Any]:
+    """The one JSON object every `pyhvm bench NAME --json` prints (architecture.md)."""
+    return {"bench": bench, "host": host, "runs": runs, "ratios": ratios}
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the first left-aligned, the rest right."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [str(cells[0]).ljust(widths[0])]
+        out += [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        return "  ".join(out).rstrip()
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def fmt_spread(values: Sequence[float], digits: int = 2) -> str:
+    """`median (min-max)`, the figure and how far repetitions strayed."""
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+# --- running pyhvm ------------------------------------------------------------------------
+def pyhvm_command() -> list[str]:
+    """This interpreter running this checkout's pyhvm (not some other installed copy)."""
+    return [sys.executable, "-m", "pyhvm"]
+
+
+def pyhvm_env() -> dict[str, str]:
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + path if path else "")
+    return env
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    status: int
+    output: str        # what the guest wrote to COM1
+    stderr: str
+    wall_s: float
+
+
+def run_guest_pyhvm(kernel: Path, append: str, *, max_seconds: float,
+                    extra_args: Sequence[str] = ()) -> GuestRun:
+    """Boot the guest kit under `pyhvm run` in a child process, COM1 to a temporary file
+    (real console work, as a user sees it); BenchError unless the guest ended with OK."""
+    with tempfile.TemporaryDirectory(prefix="pyhvm-bench-") as tmp:
+        log = Path(tmp) / "com1.log"
+        command = [*pyhvm_command(), "run", "--kernel", str(kernel), "--append", append,
+                   "--serial", f"file:{log}", "--max-seconds", str(max_seconds), *extra_args]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, env=pyhvm_env(),
+                                  stdin=subprocess.DEVNULL, timeout=max_seconds + 30)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"pyhvm run did not end ({append!r})") from None
+        wall = time.monotonic() - start
+        output = log.read_bytes().decode("utf-8", "replace") if log.exists() else ""
+    run = GuestRun(proc.returncode, output, proc.stderr, wall)
+    check_guest_run("pyhvm", run, append)
+    return run
+
+
+def check_guest_run(who: str, run: GuestRun, append: str) -> None:
+    if run.status != GUEST_OK_STATUS:
+        errors = [r for r in parse_results(run.output) if r.scenario == "error"]
+        if errors:
+            words = [*errors[0].words, *(f"{k}={v}" for k, v in errors[0].fields.items())]
+            raise BenchError(f"the guest under {who} reported an error: {' '.join(words)}")
+        tail = " ".join(run.stderr.strip().split())[-STDERR_TAIL:]
+        raise BenchError(f"{who} ({append!r}) ended with status {run.status}"
+                         + (f": {tail}" if tail else ""))
