@@ -41,6 +41,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      help="where COM1 goes (default stdio)")
     run.add_argument("--max-seconds", type=float, metavar="S",
                      help="stop a guest still running after S seconds (exit status 124)")
+    run.add_argument("--irqchip", choices=("kernel", "user"), default="kernel",
+                     help="where the PIC and PIT live: in KVM (kernel, default) or in pyhvm "
+                          "(user, the paper's 'before')")
+    run.add_argument("--lost-tick-policy", choices=("delay", "discard", "merge"),
+                     default="delay",
+                     help="--irqchip user: what the PIT does with ticks it could not deliver "
+                          "on time (default delay: deliver them late)")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
     run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
@@ -57,7 +64,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
                                modules=args.module, memory=parse_size(args.memory),
                                cpus=args.cpus, serial=args.serial,
-                               max_seconds=args.max_seconds, reboot=not args.no_reboot)
+                               max_seconds=args.max_seconds, reboot=not args.no_reboot,
+                               irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy)
         machine = Machine(config)
     except HostError as err:
         print(f"pyhvm: {err}", file=sys.stderr)

@@ -12,7 +12,6 @@ import os
 import selectors
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -164,4 +163,5 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["measure", "render", "time_process", "qemu_command", "pyhvm_command", "sys"]
+__all__ = ["measure", "render", "time_process", "qemu_command", "pyhvm_command",
+           "qemu_missing_note"]

@@ -222,7 +222,7 @@ class kvm_mp_state(ctypes.Structure):
 
 
 class kvm_lapic_state(ctypes.Structure):
-    _fields_ = [("regs", ctypes.c_char * 1024)]
+    _fields_ = [("regs", c_uint8 * 1024)]
 
 
 class kvm_enable_cap(ctypes.Structure):

@@ -114,7 +114,7 @@ class Vcpu:
     def get_lapic(self) -> bytearray:
         state = s.kvm_lapic_state()
         self._ioctl(k.KVM_GET_LAPIC, state, "KVM_GET_LAPIC")
-        return bytearray(state.regs.raw)
+        return bytearray(state.regs)
 
     def set_lapic(self, regs: bytes) -> None:
         state = s.kvm_lapic_state()

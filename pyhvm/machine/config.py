@@ -23,6 +23,8 @@ class MachineConfig:
     serial: str = "stdio"
     max_seconds: float | None = None
     reboot: bool = True  # i8042 reset (0xFE to port 0x64): reset the VM, or stop it
+    irqchip: str = "kernel"  # "kernel" (KVM's PIC/PIT) or "user" (ours), see interrupts.py
+    lost_tick_policy: str = "delay"  # the userspace PIT's late ticks: delay, discard, merge
     debug_exit_port: int = 0xF4
     debug_exit_size: int = 4
 

@@ -13,7 +13,6 @@ from ..backends.console import Console, open_console
 from ..boot.image import BootEntry, BootImageError, read_file
 from ..boot.loader import load_kernel
 from ..bus import mmio_bus, pio_bus
-from ..devices.base import NullIrqLine
 from ..devices.debug_exit import DebugExit
 from ..devices.misc import I8042, PostCode
 from ..devices.uart16550 import Uart16550
@@ -27,6 +26,7 @@ from ..runtime.eventloop import EventLoop
 from ..runtime.vcpu_runner import VcpuRunner, install_kick_handler
 from . import cpu
 from .config import ConfigError, MachineConfig
+from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
 
 log = logging.getLogger("pyhvm")
 
@@ -77,21 +77,34 @@ class Machine:
             self.vm.set_tss_addr(KVM_TSS_ADDR)
         if self.kvm.check_extension(kc.KVM_CAP_SET_IDENTITY_MAP_ADDR):
             self.vm.set_identity_map_addr(KVM_IDENTITY_MAP_ADDR)
+        if config.irqchip not in IRQCHIP_MODES:
+            raise ConfigError(f"--irqchip {config.irqchip!r}: use one of "
+                              f"{', '.join(IRQCHIP_MODES)}")
+        if config.lost_tick_policy not in LOST_TICK_POLICIES:
+            raise ConfigError(f"--lost-tick-policy {config.lost_tick_policy!r}: use one of "
+                              f"{', '.join(LOST_TICK_POLICIES)}")
         self.memory = _allocate_memory(config.memory)
         for region in self.memory.regions:
             self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
                                            region.host_address)
         self.console = open_console(config.serial)
         self.buses = Buses(pio_bus(), mmio_bus())
+        # The irqchip comes before the vCPUs: KVM attaches a LAPIC to each vCPU it creates.
+        self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,
+                                      self.io_lock, config.lost_tick_policy)
         self._wire_devices()
         self.vcpus = [self._create_vcpu(i) for i in range(config.cpus)]
-        self.runners = [VcpuRunner(self, vcpu) for vcpu in self.vcpus]
+        self.runners = [self._new_runner(vcpu) for vcpu in self.vcpus]
         self._boot()
+
+    def _new_runner(self, vcpu: Vcpu) -> VcpuRunner:
+        runner = VcpuRunner(self, vcpu)
+        self.irqchip.attach_runner(runner)
+        return runner
 
     def _wire_devices(self) -> None:
         pio = self.buses.pio
-        self.uart_irq = NullIrqLine()  # the PIC arrives with the interrupts issue
-        self.uart = Uart16550(self.uart_irq, self.console.write)
+        self.uart = Uart16550(self.irqchip.line(COM1_IRQ), self.console.write)
         pio.register(COM1_BASE, 8, self.uart, "com1")
         debug_exit = DebugExit(self._debug_exit)
         pio.register(self.config.debug_exit_port, self.config.debug_exit_size, debug_exit,
@@ -114,6 +127,7 @@ class Machine:
                                    ncpus=self.config.cpus, tsc_khz=tsc_khz,
                                    limited_host=cpu.host_is_pvm())
         vcpu.set_cpuid2(entries)
+        self.irqchip.setup_vcpu(vcpu)
         return vcpu
 
     def _boot(self) -> None:
@@ -145,7 +159,13 @@ class Machine:
                 self.loop.call_at(deadline, lambda: self.stop(
                     EXIT_TIMEOUT, f"stopped after --max-seconds {self.config.max_seconds}"))
             self._console_input = _ConsoleInput(self)
-            self.runners[0].start()  # APs stay halted: SMP bring-up needs an APIC
+            self.runners[0].start()
+            if self.irqchip.mode == "kernel":
+                # APs wait in KVM_RUN (in the kernel, for INIT/SIPI from the BSP's LAPIC).
+                # With the userspace irqchip there is no LAPIC to wake them: they stay
+                # parked, never entered, until the APIC issue brings SMP bring-up.
+                for runner in self.runners[1:]:
+                    runner.start()
             self.loop.run(lambda: self.stopping and not self._reset_requested)
         finally:
             signal.signal(signal.SIGINT, previous_sigint)
@@ -180,10 +200,6 @@ class Machine:
         print(f"pyhvm: guest stopped: {reason}\n{dump}", file=sys.stderr)
         self.stop(EXIT_GUEST_DIED, reason)
 
-    def interrupt_pending(self, vcpu: Vcpu) -> bool:
-        """Whether a halted vCPU has something to wake for (nothing until the PIC lands)."""
-        return False
-
     def _debug_exit(self, status: int) -> None:
         self.stop(status, f"guest wrote to debug-exit (status {status})")
 
@@ -213,7 +229,7 @@ class Machine:
         self.uart.reset()
         self._boot()
         self.stopping = False
-        self.runners[0] = VcpuRunner(self, self.vcpus[0])
+        self.runners[0] = self._new_runner(self.vcpus[0])
         self.runners[0].start()
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from .dispatch import Action, handle_exit
 
 if TYPE_CHECKING:
     from ..kvm.vcpu import Vcpu
+    from ..machine.interrupts import UserspaceInjector
     from ..machine.pc import Machine
 
 log = logging.getLogger("pyhvm.vcpu")
@@ -44,6 +45,9 @@ class VcpuRunner:
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._main, name=f"vcpu{vcpu.id}", daemon=True)
         self.exits = 0
+        # Set by the irqchip placement: injects interrupts before each entry (userspace
+        # irqchip, BSP only), or None when KVM delivers them itself.
+        self.injector: UserspaceInjector | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -54,6 +58,16 @@ class VcpuRunner:
         self.wake.set()
         ident = self.thread.ident
         if ident is not None and self.thread.is_alive():
+            try:
+                signal.pthread_kill(ident, KICK_SIGNAL)
+            except ProcessLookupError:
+                pass
+
+    def kick_for_interrupt(self) -> None:
+        """An interrupt became pending on another thread: leave KVM_RUN to inject it."""
+        self.vcpu.run_page.immediate_exit = 1
+        ident = self.thread.ident
+        if ident is not None:
             try:
                 signal.pthread_kill(ident, KICK_SIGNAL)
             except ProcessLookupError:
@@ -76,8 +90,11 @@ class VcpuRunner:
         unclaimed_reads, unclaimed_writes = buses.pio.unclaimed_reads, buses.pio.unclaimed_writes
         ioctl, fd = fcntl.ioctl, vcpu.fd
         unpack_reason, unpack_io = _REASON.unpack_from, _IO.unpack_from
+        injector = self.injector
         exits = 0
         while not machine.stopping:
+            if injector is not None:
+                injector.before_entry()
             try:
                 ioctl(fd, KVM_RUN, 0)
             except InterruptedError:
@@ -111,7 +128,7 @@ class VcpuRunner:
                 continue
             if action is Action.HALT:
                 self._halt()
-            elif action is Action.INTERRUPTED:
+            elif action in (Action.INTERRUPTED, Action.IRQ_WINDOW):
                 run_page.immediate_exit = 0
             elif action is Action.SHUTDOWN:
                 machine.guest_died("triple fault (KVM_EXIT_SHUTDOWN)", vcpu)
@@ -123,6 +140,7 @@ class VcpuRunner:
 
     def _halt(self) -> None:
         """Sleep until an interrupt or a stop can need this vCPU; never busy-wait."""
-        while not self.machine.stopping and not self.machine.interrupt_pending(self.vcpu):
+        injector = self.injector
+        while not self.machine.stopping and not (injector and injector.interrupt_pending()):
             self.wake.wait()
             self.wake.clear()
