@@ -14,6 +14,7 @@ static const struct scenario scenarios[] = {
     { "compute", scn_compute },
     { "triple", scn_triple },
     { "strio", scn_strio },
+    { "fault", scn_fault },
 };
 
 void kit_exit(uint32_t status)

@@ -20,5 +20,6 @@ int scn_exits(const struct multiboot_info *mbi);
 int scn_compute(const struct multiboot_info *mbi);
 int scn_triple(const struct multiboot_info *mbi);
 int scn_strio(const struct multiboot_info *mbi);
+int scn_fault(const struct multiboot_info *mbi);
 
 #endif

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import guestkit
 import pytest
-from guestkit import STATUS_OK, STATUS_USAGE
+from guestkit import STATUS_OK, STATUS_PANIC, STATUS_USAGE
 
 pytestmark = pytest.mark.qemu
 
@@ -122,3 +122,17 @@ def test_triple_fault_shuts_the_machine_down(qemu_boot):
     assert run.result("triple").fields == {"expect": "shutdown", "how": "ud2"}
     assert guestkit.parse_panic(run.console) is None
     assert run.lines()[-1].startswith("RESULT triple"), run.describe()
+
+
+@pytest.mark.parametrize(("kind", "cpl", "vector"), [("ud", 0, 6), ("pf", 3, 14)])
+def test_fault_prints_panic_and_exits_with_panic_status(qemu_boot, kind, cpl, vector):
+    run = qemu_boot(f"scenario=fault kind={kind} cpl={cpl}")
+    assert run.status == STATUS_PANIC, run.describe()
+    assert run.result("fault").num("vector") == vector
+    panic = guestkit.parse_panic(run.console)
+    assert panic is not None, run.describe()
+    assert int(panic["vector"]) == vector
+    assert int(panic["cs"], 0) & 3 == cpl      # the faulting code's privilege level
+    assert int(panic["cpl"]) == 0               # the handler's
+    if kind == "pf":
+        assert int(panic["cr2"], 0) == 0x1_0000_0000
