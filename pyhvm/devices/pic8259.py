@@ -27,7 +27,7 @@ guest masks it; then INTA yields the spurious vector of that chip (8259A datashe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from pyhvm.devices.base import IrqLine
 
@@ -198,7 +198,7 @@ class Pic8259:
         self._int_level = False
         self.acknowledged = [0] * 8  # INTA or poll grants per level, cascade inputs excluded
         self.spurious = 0  # INTA cycles answered with the default IR7
-        self._load(PicState())
+        self._load(PicState())  # the registers: one `_<name>` attribute per PicState field
 
     # -- device side -------------------------------------------------------------------------
 
@@ -220,18 +220,6 @@ class Pic8259:
     @property
     def int_level(self) -> bool:
         return self._int_level
-
-    @property
-    def irr(self) -> int:
-        return self._irr
-
-    @property
-    def isr(self) -> int:
-        return self._isr
-
-    @property
-    def imr(self) -> int:
-        return self._imr
 
     @property
     def elcr(self) -> int:
@@ -429,13 +417,7 @@ class Pic8259:
     # -- snapshots ---------------------------------------------------------------------------
 
     def state(self) -> PicState:
-        return PicState(
-            irr=self._irr, isr=self._isr, imr=self._imr, lines=self._lines, elcr=self._elcr,
-            vector_base=self._vector_base, icw1=self._icw1, icw3=self._icw3,
-            icw4=self._icw4, init_step=self._init_step,
-            lowest_priority=self._lowest_priority, special_mask=self._special_mask,
-            read_isr=self._read_isr, poll=self._poll, rotate_on_aeoi=self._rotate_on_aeoi,
-        )
+        return PicState(**{name: getattr(self, "_" + name) for name in _STATE_FIELDS})
 
     def restore(self, state: PicState) -> None:
         """Take a snapshot's registers after checking bounds; re-derives INT."""
@@ -447,21 +429,12 @@ class Pic8259:
         self._update()
 
     def _load(self, state: PicState) -> None:
-        self._irr = state.irr
-        self._isr = state.isr
-        self._imr = state.imr
-        self._lines = state.lines
-        self._elcr = state.elcr
-        self._vector_base = state.vector_base
-        self._icw1 = state.icw1
-        self._icw3 = state.icw3
-        self._icw4 = state.icw4
-        self._init_step = state.init_step
-        self._lowest_priority = state.lowest_priority
-        self._special_mask = state.special_mask
-        self._read_isr = state.read_isr
-        self._poll = state.poll
-        self._rotate_on_aeoi = state.rotate_on_aeoi
+        for name in _STATE_FIELDS:
+            setattr(self, "_" + name, getattr(state, name))
+
+
+# PicState fields, each held as the chip's `_<name>` attribute.
+_STATE_FIELDS = tuple(f.name for f in fields(PicState))
 
 
 class _CascadeLine:

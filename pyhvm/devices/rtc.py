@@ -503,7 +503,7 @@ class CmosRtc:
             periodic = self._phase_ns - (-edge * SECOND_NS // DIVIDER_HZ)  # ceil: first ns
         update = None
         if self._running() and self._cmos[REG_B] & REG_B_UIE:
-            update = self._boundary_ns(self._seconds_at(now) + 2)
+            update = self._boundary_ns(self._seconds_at(now) + 1)
         elif self._running() and self._cmos[REG_B] & REG_B_AIE:
             alarm = self._next_alarm(self._seconds_at(now))
             update = None if alarm is None else self._boundary_ns(alarm)

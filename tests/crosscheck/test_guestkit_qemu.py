@@ -6,9 +6,9 @@ points at pyhvm. Each boot takes a few seconds (SeaBIOS runs first under QEMU).
 
 from __future__ import annotations
 
-import guestkit
+from tests import guestkit
 import pytest
-from guestkit import STATUS_OK, STATUS_PANIC, STATUS_USAGE
+from tests.guestkit import STATUS_OK, STATUS_PANIC, STATUS_USAGE
 
 pytestmark = pytest.mark.qemu
 

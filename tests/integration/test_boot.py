@@ -9,63 +9,58 @@ from pathlib import Path
 
 import pytest
 
-from tests.guestkit import parse_results, run_pyhvm
+from tests.guestkit import STATUS_OK, STATUS_USAGE, boot_pyhvm, run_pyhvm
 
 pytestmark = pytest.mark.kvm
 
 
 def test_hello_prints_banner_and_cmdline_and_exits_with_debug_exit_status(
         guestkit: Path) -> None:
-    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=hello x=1 y=2",
-                       "--max-seconds", "30")
-    assert result.returncode == 1, result.stderr  # guest wrote 0: (0 << 1) | 1
-    assert "pyhvm guest kit" in result.stdout
-    assert "cmdline: scenario=hello x=1 y=2" in result.stdout
-    assert parse_results(result.stdout)["hello"] == {"ok": "1", "args": "3"}
+    run = boot_pyhvm(guestkit, "scenario=hello x=1 y=2")
+    assert run.returncode == 1, run.describe()  # guest wrote 0: (0 << 1) | 1
+    assert run.lines()[0].startswith("pyhvm guest kit")
+    assert "cmdline: scenario=hello x=1 y=2" in run.lines()
+    assert run.result("hello").fields == {"ok": "1", "args": "3"}
 
 
-def test_unknown_scenario_reports_error_and_exits_with_status_2(guestkit: Path) -> None:
-    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=nosuch",
-                       "--max-seconds", "30")
-    assert result.returncode == (2 << 1) | 1
-    assert parse_results(result.stdout)["error"] == {"name": "nosuch"}
+def test_unknown_scenario_reports_error_and_exits_with_usage_status(guestkit: Path) -> None:
+    run = boot_pyhvm(guestkit, "scenario=nosuch")
+    assert run.status == STATUS_USAGE, run.describe()
+    assert run.result("error").fields == {"name": "nosuch"}
+    assert run.result("error").words == ("unknown-scenario",)
 
 
 def test_string_io_rep_outsb_reaches_console_and_rep_insb_reads_floating_bus(
         guestkit: Path) -> None:
-    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=strio",
-                       "--max-seconds", "30")
-    assert result.returncode == 1, result.stderr
-    assert "strio: rep outsb of 64 bytes to COM1 0123456789abcdefghijklmnop\n" in result.stdout
-    assert parse_results(result.stdout)["strio"] == {"ok": "1", "insb": "ff" * 16}
+    run = boot_pyhvm(guestkit, "scenario=strio")
+    assert run.status == STATUS_OK, run.describe()
+    assert "strio: rep outsb of 64 bytes to COM1 0123456789abcdefghijklmnop" in run.lines()
+    assert run.result("strio").fields == {"ok": "1", "insb": "ff" * 16}
 
 
 def test_triple_fault_stops_with_register_dump_and_status_2(guestkit: Path) -> None:
-    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=triple",
-                       "--max-seconds", "30")
-    assert result.returncode == 2
-    assert "triple fault" in result.stderr
-    assert "rip=" in result.stderr and "cr0=" in result.stderr
-    assert "Traceback" not in result.stderr
+    run = boot_pyhvm(guestkit, "scenario=triple")
+    assert run.returncode == 2, run.describe()
+    assert "triple fault" in run.stderr
+    assert "rip=" in run.stderr and "cr0=" in run.stderr and "code at rip:" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_exits_scenario_counts_port_writes(guestkit: Path) -> None:
-    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=exits n=500 port=0x404",
-                       "--max-seconds", "30")
-    assert result.returncode == 1, result.stderr
-    fields = parse_results(result.stdout)["exits"]
-    assert fields["n"] == "500" and fields["kind"] == "pio"
-    assert int(fields["cycles_per_exit"]) > 0
+    run = boot_pyhvm(guestkit, "scenario=exits n=500 port=0x404")
+    assert run.status == STATUS_OK, run.describe()
+    result = run.result("exits")
+    assert result["kind"] == "pio" and result.num("n") == 500
+    assert result.num("cycles_per_exit") > 0
 
 
 def test_compute_runs_at_cpl3_and_reports_work(guestkit: Path) -> None:
-    result = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=compute seconds=1",
-                       "--max-seconds", "30")
-    assert result.returncode == 1, result.stderr
-    fields = parse_results(result.stdout)["compute"]
-    assert int(fields["work"]) > 0 and int(fields["cycles"]) > 0
+    run = boot_pyhvm(guestkit, "scenario=compute ms=300")
+    assert run.status == STATUS_OK, run.describe()
+    result = run.result("compute")
+    assert result.num("work") > 0 and result.num("cycles") > 0 and result["cpl"] == "3"
     # pyhvm tells the guest its TSC frequency through CPUID leaf 0x40000010.
-    assert fields["tsc_source"] == "cpuid-40000010"
+    assert result["tsc_source"] == "cpuid-40000010"
 
 
 def test_max_seconds_stops_a_runaway_guest_with_status_124(guestkit: Path) -> None:

@@ -528,6 +528,19 @@ def test_elcr_forces_edge_mode_on_irq_0_1_2_8_13() -> None:
     assert pic.elcr_port.read(1, 2) == 0xFFDE  # the lane past 0x4D1 floats high
 
 
+def test_switching_a_held_input_to_level_mode_requests_at_once() -> None:
+    """PIIX3 ELCR: a level-triggered input requests while high, whatever edges came before."""
+    pic, intr = ready_pic()
+    pic.set_irq(5, True)
+    assert pic.acknowledge() == 0x25
+    master_cmd(pic, EOI)
+    assert not intr.level  # edge mode: the held line is spent
+    pic.elcr_port.write(0, 1, 0x20)
+    assert intr.level
+    pic.elcr_port.write(0, 1, 0x00)  # back to edge: the latched request stays
+    assert pic.acknowledge() == 0x25
+
+
 # -- bus access ----------------------------------------------------------------------------
 
 
@@ -581,7 +594,7 @@ def _busy_pic() -> DualPic:
     pic.elcr_port.write(1, 1, 0x08)
     pic.set_irq(11, True)
     pic.set_irq(4, True)
-    assert pic.acknowledge() == 0x24
+    assert pic.acknowledge() == 0x2B  # IR2 (the slave's IRQ11) outranks IR4
     pic.set_irq(1, True)
     master_cmd(pic, OCW2_SET_PRIORITY | 5)
     slave_cmd(pic, READ_ISR)

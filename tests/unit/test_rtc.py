@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from pyhvm.devices.rtc import (
     REG_C_AF, REG_C_FLAGS, REG_C_IRQF, REG_C_PF, REG_C_UF, REG_CENTURY, REG_D, CmosRtc,
     RtcState, pc_cmos_bytes,
 )
+from pyhvm.devices.base import TimerHandle
 from tests.fakes import FakeClock, FakeIrq
 
 SEC, MS, US = 1_000_000_000, 1_000_000, 1_000
@@ -24,7 +26,7 @@ DV_NORMAL, DV_RESET = 0x20, 0x60
 class StrictClock(FakeClock):
     """Refuses any timer at or before the current time (a zero period, a deadline missed)."""
 
-    def call_at(self, deadline_ns, callback):  # type: ignore[no-untyped-def]
+    def call_at(self, deadline_ns: int, callback: Callable[[], None]) -> TimerHandle:
         assert deadline_ns > self.now, f"timer at {deadline_ns} scheduled at {self.now}"
         return super().call_at(deadline_ns, callback)
 
@@ -33,9 +35,10 @@ def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> int:
     return calendar.timegm((y, mo, d, h, mi, s))
 
 
-def make(base_time: int = utc(2024, 3, 15, 13, 45, 30), **kwargs):  # type: ignore[no-untyped-def]
-    clock, irq = StrictClock(start_ns=7 * SEC + 123), FakeIrq()
-    return CmosRtc(clock, irq, base_time=base_time, **kwargs), clock, irq
+def make(base_time: int = utc(2024, 3, 15, 13, 45, 30),
+         cmos: dict[int, int] | None = None) -> tuple[CmosRtc, StrictClock, FakeIrq]:
+    clock, irq = StrictClock(start_ns=7 * SEC + 123), FakeIrq()  # not at a second boundary
+    return CmosRtc(clock, irq, base_time=base_time, cmos=cmos), clock, irq
 
 
 def rd(rtc: CmosRtc, reg: int) -> int:
@@ -241,11 +244,22 @@ def test_alarm_flag_is_right_after_a_long_gap_with_no_timer() -> None:
     assert rd(rtc, REG_C) & REG_C_AF == 0  # 07:15:29, one second short
     clock.advance(SEC)
     assert rd(rtc, REG_C) & REG_C_AF
+    clock.advance(86_400 * SEC)  # the next match is found across midnight
+    assert rd(rtc, REG_C) & REG_C_AF
     clock.advance(86_399 * SEC)
     assert rd(rtc, REG_C) & REG_C_AF == 0
-    clock.advance(SEC)
-    assert rd(rtc, REG_C) & REG_C_AF
     assert not irq.changes and clock.pending() == 0
+
+
+def test_a_late_timer_rearms_in_the_future_without_a_catch_up_storm() -> None:
+    """The event loop may run a callback late; the next deadline must still lie ahead."""
+    rtc, clock, irq = make()
+    wr(rtc, REG_A, DV_NORMAL | 3)  # 8192 Hz, the fastest rate
+    wr(rtc, REG_B, REG_B_24H | REG_B_PIE | REG_B_UIE)
+    clock.now += 5 * SEC  # time jumps without running the due callbacks
+    assert clock.advance(0) <= 2  # at most one late call per source: no backlog replay
+    assert irq.level and clock.pending() == 2
+    assert rd(rtc, REG_C) == REG_C_IRQF | REG_C_PF | REG_C_UF
 
 
 def test_alarm_that_can_never_match_arms_no_timer() -> None:
@@ -364,14 +378,17 @@ def test_from_state_refuses_impossible_states(change) -> None:  # type: ignore[n
 
 # -- properties ------------------------------------------------------------------------------
 
-_regs = st.one_of(st.sampled_from([0x00, 0x01, 0x03, 0x05, REG_A, REG_B, REG_C, REG_CENTURY]),
+_regs = st.one_of(st.sampled_from([0x00, 0x01, 0x03, 0x05, REG_C, REG_CENTURY]),
                  st.integers(0, 0xFF))
-_values = st.one_of(st.sampled_from([0x00, 0x26, 0x23, 0x66, 0x02, 0x12, 0x22, 0x42, 0x72,
-                                     0x86, 0xC0, 0xFF]), st.integers(0, 0xFF))
+_reg_a = st.one_of(st.sampled_from([0x26, 0x23, 0x2F, 0x21, 0x66]), st.integers(0, 0xFF))
+_reg_b = st.one_of(st.sampled_from([0x02, 0x12, 0x22, 0x42, 0x72, 0x76, 0x30, 0x82]),
+                   st.integers(0, 0xFF))
 _ops = st.one_of(
     st.tuples(st.just("index"), _regs),
-    st.tuples(st.just("data"), _values),
-    st.tuples(st.just("write"), _regs, _values),
+    st.tuples(st.just("data"), st.integers(0, 0xFF)),
+    st.tuples(st.just("write"), _regs, st.one_of(st.just(0xC0), st.integers(0, 0xFF))),
+    st.tuples(st.just("write"), st.just(REG_A), _reg_a),
+    st.tuples(st.just("write"), st.just(REG_B), _reg_b),
     st.tuples(st.just("read"), _regs),
     st.tuples(st.just("advance"), st.one_of(
         st.integers(0, 300 * MS), st.sampled_from([SEC - 1, SEC, 2 * SEC + 1, 244 * US]))),
@@ -379,8 +396,11 @@ _ops = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**33), st.lists(_ops, max_size=40))
-def test_random_guest_traffic_keeps_the_line_equal_to_irqf(base: int, ops: list) -> None:  # type: ignore[type-arg]
+@given(st.integers(0, 2**33), st.lists(_ops, min_size=10, max_size=60))
+def test_random_guest_traffic_keeps_the_line_equal_to_irqf(base: int,
+                                                           ops: list[tuple[int, ...]]) -> None:
+    """Never raises; the timers alone keep IRQ 8 equal to IRQF = PF.PIE + AF.AIE + UF.UIE
+    (a lazy flag found only on a C read would mean a missing or late timer)."""
     rtc, clock, irq = make(base)
     for op in ops:
         if op[0] == "index":
@@ -401,4 +421,5 @@ def test_random_guest_traffic_keeps_the_line_equal_to_irqf(base: int, ops: list)
         assert flags & ~(REG_C_FLAGS | REG_C_IRQF) == 0
         assert level == irq.level == bool(flags & REG_C_IRQF)
         assert bool(flags & REG_C_IRQF) == bool(flags & rtc.state().cmos[REG_B] & REG_C_FLAGS)
-    CmosRtc.from_state(rtc.state(), StrictClock(), FakeIrq())
+    state = rtc.state()
+    assert CmosRtc.from_state(state, StrictClock(), FakeIrq()).state() == state

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guestkit import Result, parse_panic, parse_result_line, parse_results, status_from_exit_code
+from tests.guestkit import Result, parse_panic, parse_result_line, parse_results, status_from_exit_code
 
 
 def test_result_line_splits_fields_and_words():
