@@ -257,7 +257,10 @@ class CmosRtc:
         return self._current_seconds() if self._running() else self._seconds_from_bytes()
 
     def reset(self) -> None:
-        """The RESET pin: clears PIE, AIE, UIE, SQWE and all of register C; time is kept."""
+        """The RESET pin: clears PIE, AIE, UIE, SQWE and all of register C; time is kept.
+
+        The index latch and NMI mask live in the chipset and return to their defaults too.
+        """
         self._sync()
         self._cmos[REG_B] &= ~REG_B_CLEARED_BY_RESET & 0xFF
         self._cmos[REG_C] = DEFAULT_REG_C
@@ -496,19 +499,25 @@ class CmosRtc:
 
     def _rearm(self) -> None:
         """Keep one timer per interrupt source that is enabled and can fire; never in the past."""
-        now = self._clock.now_ns()
-        periodic = None
-        if self._cmos[REG_B] & REG_B_PIE and self._divider_on() and self._period_ticks():
-            edge = (self._periodic_edges(now) + 1) * self._period_ticks()
-            periodic = self._phase_ns - (-edge * SECOND_NS // DIVIDER_HZ)  # ceil: first ns
-        update = None
-        if self._running() and self._cmos[REG_B] & REG_B_UIE:
-            update = self._boundary_ns(self._seconds_at(now) + 1)
-        elif self._running() and self._cmos[REG_B] & REG_B_AIE:
-            alarm = self._next_alarm(self._seconds_at(now))
-            update = None if alarm is None else self._boundary_ns(alarm)
-        self._set_timer("periodic", periodic)
-        self._set_timer("update", update)
+        self._set_timer("periodic", self._periodic_deadline())
+        self._set_timer("update", self._update_deadline())
+
+    def _periodic_deadline(self) -> int | None:
+        """The next periodic edge while PIE is set: the first nanosecond of its tick."""
+        if not (self._cmos[REG_B] & REG_B_PIE and self._divider_on() and self._period_ticks()):
+            return None
+        edge = (self._periodic_edges(self._clock.now_ns()) + 1) * self._period_ticks()
+        return self._phase_ns - (-edge * SECOND_NS // DIVIDER_HZ)  # ceiling division
+
+    def _update_deadline(self) -> int | None:
+        """The next update while UIE is set; with only AIE, the update that matches the alarm."""
+        if not self._running() or not self._cmos[REG_B] & (REG_B_UIE | REG_B_AIE):
+            return None
+        now_seconds = self._seconds_at(self._clock.now_ns())
+        if self._cmos[REG_B] & REG_B_UIE:
+            return self._boundary_ns(now_seconds + 1)
+        alarm = self._next_alarm(now_seconds)
+        return None if alarm is None else self._boundary_ns(alarm)
 
     def _set_timer(self, name: str, deadline: int | None) -> None:
         current = self._timers[name]
@@ -522,11 +531,14 @@ class CmosRtc:
             self._timers[name] = (deadline, handle)
 
     def _on_timer(self, name: str, deadline: int) -> None:
-        current = self._timers[name]
-        if current is not None and current[0] == deadline:
-            self._timers[name] = None
+        """One source's deadline came: account it, then arm that source again (only that one:
+        a timer firing changes nothing the other source's deadline depends on)."""
         self._sync()
-        self._rearm()
+        current = self._timers[name]
+        if current is not None and current[0] == deadline:  # not a stale, cancelled call
+            self._timers[name] = None
+            deadline_of = self._periodic_deadline if name == "periodic" else self._update_deadline
+            self._set_timer(name, deadline_of())
 
     # -- snapshots -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from ..backends.console import Console, open_console
 from ..boot.image import BootEntry, BootImageError, read_file
@@ -15,11 +16,12 @@ from ..boot.loader import load_kernel
 from ..bus import mmio_bus, pio_bus
 from ..devices.debug_exit import DebugExit
 from ..devices.misc import I8042, PostCode
+from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.uart16550 import Uart16550
 from ..kvm import Kvm, KvmError
 from ..kvm import constants as kc
 from ..kvm.vcpu import Vcpu
-from ..memory import GuestMemory
+from ..memory import LOW_RAM_TOP, GuestMemory
 from ..runtime.diagnostics import register_dump
 from ..runtime.dispatch import Buses
 from ..runtime.eventloop import EventLoop
@@ -32,6 +34,7 @@ log = logging.getLogger("pyhvm")
 
 COM1_BASE = 0x3F8
 COM1_IRQ = 4
+RTC_IRQ = 8
 # Guest-physical pages KVM may claim for its own use on VMX hosts (real-mode TSS and the
 # EPT identity map), just below the BIOS ROM, where QEMU puts them too.
 KVM_TSS_ADDR = 0xFFFBD000
@@ -111,6 +114,10 @@ class Machine:
                      "debug-exit")
         pio.register(0x80, 1, PostCode(lambda code: log.debug("POST code %#04x", code)),
                      "post")
+        # The RTC keeps UTC, as QEMU's default `-rtc base=utc` does.
+        self.rtc = CmosRtc(self.loop, self.irqchip.line(RTC_IRQ), base_time=int(time.time()),
+                           cmos=pc_cmos_bytes(self.config.memory, pci_hole_start=LOW_RAM_TOP))
+        pio.register(0x70, 2, self.rtc, "rtc")
         self.i8042 = I8042(self._i8042_reset)
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
