@@ -103,3 +103,14 @@ def test_host_side_misuse_gives_one_line_error(guestkit: Path, args: list[str],
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("irqchip", ["kernel", "user"])
+@pytest.mark.parametrize("cpus", ["1", "2"])
+def test_compute_runs_in_both_irqchip_placements_and_with_a_second_vcpu(
+        guestkit: Path, irqchip: str, cpus: str) -> None:
+    """The second vCPU stays halted (kernel: waits for INIT/SIPI; user: never entered)."""
+    run = boot_pyhvm(guestkit, "scenario=compute ms=200", "--irqchip", irqchip,
+                     "--cpus", cpus)
+    assert run.status == STATUS_OK, run.describe()
+    assert run.result("compute").num("work") > 0
