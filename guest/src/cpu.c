@@ -136,6 +136,12 @@ void isr_set_handler(unsigned vector, isr_handler_t fn)
         handlers[vector] = fn;
 }
 
+void idt_set_entry(unsigned vector, const void *code)
+{
+    if (vector < IDT_ENTRIES)
+        set_gate(vector, (uint64_t)(uintptr_t)code, GATE_INTR_DPL0, 0);
+}
+
 void isr_dispatch(struct regs *r)
 {
     isr_handler_t h = handlers[r->vector & 0xFF];

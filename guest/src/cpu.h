@@ -14,14 +14,19 @@ struct regs {
 
 typedef void (*isr_handler_t)(struct regs *r);
 
+#define RFLAGS_RESERVED 0x002     /* bit 1 always reads as 1 */
+#define RFLAGS_IF       0x200
+
 void cpu_init(void);
 void isr_set_handler(unsigned vector, isr_handler_t fn);
+/* Point a vector's (DPL 0 interrupt) gate at other code, such as the IRQ stubs. */
+void idt_set_entry(unsigned vector, const void *code);
 __attribute__((noreturn)) void panic_regs(const struct regs *r);
 
 /*
  * Run fn(arg) at CPL 3 on the kit's user stack (all memory is mapped U/S=1) and return
  * its result. The user side may call sys_putc(). RFLAGS for CPL 3 come from user_rflags
- * (default 0x2: interrupts off).
+ * (default RFLAGS_RESERVED: interrupts off; add RFLAGS_IF to take IRQs at CPL 3).
  */
 uint64_t run_user(uint64_t (*fn)(void *), void *arg);
 extern uint64_t user_rflags;

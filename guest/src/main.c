@@ -15,6 +15,11 @@ static const struct scenario scenarios[] = {
     { "triple", scn_triple },
     { "strio", scn_strio },
     { "fault", scn_fault },
+    { "timer", scn_timer },
+    { "pic", scn_pic },
+    { "rtc", scn_rtc },
+    { "echo", scn_echo },
+    { "reset", scn_reset },
 };
 
 void kit_exit(uint32_t status)

@@ -21,5 +21,10 @@ int scn_compute(const struct multiboot_info *mbi);
 int scn_triple(const struct multiboot_info *mbi);
 int scn_strio(const struct multiboot_info *mbi);
 int scn_fault(const struct multiboot_info *mbi);
+int scn_timer(const struct multiboot_info *mbi);
+int scn_pic(const struct multiboot_info *mbi);
+int scn_rtc(const struct multiboot_info *mbi);
+int scn_echo(const struct multiboot_info *mbi);
+int scn_reset(const struct multiboot_info *mbi);
 
 #endif

@@ -56,3 +56,11 @@ int serial_getc(void)
     }
     return -1;
 }
+
+int serial_poll(void)
+{
+    uint8_t lsr = inb(COM1_BASE + UART_LSR);
+    if (lsr == 0xFF)
+        return SERIAL_ABSENT;
+    return lsr & LSR_DR ? inb(COM1_BASE + UART_RBR) : SERIAL_NONE;
+}

@@ -110,3 +110,12 @@ const struct tsc_info *tsc_info(void)
     }
     return &info;
 }
+
+uint64_t tsc_us(uint64_t us) { return us * tsc_info()->khz / 1000; }
+
+void tsc_spin_us(uint64_t us)
+{
+    uint64_t end = rdtsc() + tsc_us(us);
+    while (rdtsc() < end)
+        __asm__ volatile("pause");
+}

@@ -14,4 +14,9 @@ struct tsc_info {
  * CPUID 0x15 / 0x16, PIT channel 2 calibration, else 1 GHz. Computed once. */
 const struct tsc_info *tsc_info(void);
 
+/* TSC cycles in `us` microseconds (by tsc_info()). */
+uint64_t tsc_us(uint64_t us);
+/* Busy-wait that long, whatever RFLAGS.IF is (at CPL 0 this loop is emulated here). */
+void tsc_spin_us(uint64_t us);
+
 #endif

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from ..errors import HostError
 
@@ -14,19 +14,45 @@ class ConsoleError(HostError):
 
 
 class Console:
-    """A serial console: `write` takes guest output; `input_fd` (or None) feeds the guest."""
+    """A serial console: `write` takes guest output; `input_fd` (or None) feeds the guest.
+
+    Output is written through at each newline and otherwise gathered for a few
+    milliseconds (`schedule` arranges the later flush), so a guest printing byte by byte
+    costs one system call per line rather than one per byte. Callers hold the device lock.
+    """
+
+    FLUSH_LIMIT = 4096
 
     def __init__(self, out: BinaryIO | None, input_fd: int | None, close_out: bool = False):
         self._out = out
         self.input_fd = input_fd
         self._close_out = close_out
+        self._buffer = bytearray()
+        self._flush_pending = False
+        self.schedule: Callable[[Callable[[], None]], None] | None = None
 
     def write(self, data: bytes) -> None:
-        if self._out is not None:
-            self._out.write(data)
-            self._out.flush()
+        if self._out is None:
+            return
+        self._buffer += data
+        if b"\n" in data or len(self._buffer) >= self.FLUSH_LIMIT or self.schedule is None:
+            self.flush()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            self.schedule(self.flush)
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        if self._buffer and self._out is not None:
+            try:
+                self._out.write(self._buffer)
+                self._out.flush()
+            except BrokenPipeError:
+                self._out = None  # the reader went away; the guest keeps running
+            self._buffer.clear()
 
     def close(self) -> None:
+        self.flush()
         if self._close_out and self._out is not None:
             self._out.close()
 

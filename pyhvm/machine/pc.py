@@ -40,6 +40,7 @@ RTC_IRQ = 8
 KVM_TSS_ADDR = 0xFFFBD000
 KVM_IDENTITY_MAP_ADDR = 0xFFFBC000
 KERNEL_SIZE_LIMIT = 256 << 20
+CONSOLE_FLUSH_NS = 5_000_000  # console bytes without a newline wait at most this long
 
 # Process exit statuses of `pyhvm run` that the guest's debug-exit (always odd) cannot give.
 EXIT_POWER_OFF = 0
@@ -91,6 +92,8 @@ class Machine:
             self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
                                            region.host_address)
         self.console = open_console(config.serial)
+        self.console.schedule = lambda flush: self.loop.call_at(
+            self.loop.now_ns() + CONSOLE_FLUSH_NS, flush)
         self.buses = Buses(pio_bus(), mmio_bus())
         # The irqchip comes before the vCPUs: KVM attaches a LAPIC to each vCPU it creates.
         self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,

@@ -14,10 +14,10 @@ import struct
 import threading
 from typing import TYPE_CHECKING
 
-from ..kvm.constants import KVM_EXIT_IO, KVM_RUN
+from ..kvm.constants import KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_RUN
 from ..kvm.exits import decode
 from ..kvm.structs import _run_io, kvm_run
-from .dispatch import Action, handle_exit
+from .dispatch import MMIO_DATA_OFFSET, Action, handle_exit
 
 if TYPE_CHECKING:
     from ..kvm.vcpu import Vcpu
@@ -29,7 +29,9 @@ _REASON = struct.Struct("<I")
 _REASON_OFFSET = kvm_run.exit_reason.offset
 _IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
 _IO_OFFSET = kvm_run.u.offset + _run_io.direction.offset
-_ALL_ONES = {1: b"\xff", 2: b"\xff" * 2, 4: b"\xff" * 4}
+_MMIO = struct.Struct("<Q8sIB")  # phys_addr, data, len, is_write
+_MMIO_OFFSET = kvm_run.u.offset
+_ALL_ONES = {1: b"\xff", 2: b"\xff" * 2, 4: b"\xff" * 4, 8: b"\xff" * 8}
 KICK_SIGNAL = signal.SIGUSR1
 
 
@@ -81,8 +83,9 @@ class VcpuRunner:
             self.machine.fail(f"internal error in vCPU {self.vcpu.id}: {err!r}")
 
     def _loop(self) -> None:
-        """The hot path: port I/O is read straight from the run page and dispatched inline;
-        every other exit is decoded into a record and goes through `handle_exit`."""
+        """The hot path: port I/O and MMIO are read straight from the run page and
+        dispatched inline (the same semantics as `dispatch.handle_exit`, without building a
+        record per exit); every other exit is decoded into a record and handled there."""
         machine, vcpu = self.machine, self.vcpu
         run_page, page, buses = vcpu.run_page, vcpu.page, machine.buses
         lock = machine.io_lock
@@ -90,6 +93,7 @@ class VcpuRunner:
         unclaimed_reads, unclaimed_writes = buses.pio.unclaimed_reads, buses.pio.unclaimed_writes
         ioctl, fd = fcntl.ioctl, vcpu.fd
         unpack_reason, unpack_io = _REASON.unpack_from, _IO.unpack_from
+        unpack_mmio, mmio = _MMIO.unpack_from, buses.mmio
         injector = self.injector
         exits = 0
         while not machine.stopping:
@@ -101,7 +105,8 @@ class VcpuRunner:
                 run_page.immediate_exit = 0
                 continue
             exits += 1
-            if unpack_reason(page, _REASON_OFFSET)[0] == KVM_EXIT_IO:
+            reason = unpack_reason(page, _REASON_OFFSET)[0]
+            if reason == KVM_EXIT_IO:
                 is_write, size, port, count, at = unpack_io(page, _IO_OFFSET)
                 if count == 1:
                     target = pio_table[port]
@@ -120,6 +125,16 @@ class VcpuRunner:
                         else:
                             page[at:at + size] = device.read(port - base, size).to_bytes(
                                 size, "little")
+                    continue
+            elif reason == KVM_EXIT_MMIO:
+                addr, data, size, is_write = unpack_mmio(page, _MMIO_OFFSET)
+                if size in _ALL_ONES:
+                    with lock:
+                        if is_write:
+                            mmio.write(addr, size, int.from_bytes(data[:size], "little"))
+                        else:
+                            page[MMIO_DATA_OFFSET:MMIO_DATA_OFFSET + size] = mmio.read(
+                                addr, size).to_bytes(size, "little")
                     continue
             exit = decode(run_page)
             with lock:
