@@ -50,6 +50,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                           "on time (default delay: deliver them late)")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
+    run.add_argument("--stats", metavar="FILE",
+                     help="write the run's exit profile (exits by port and reason, "
+                          "interrupts) as JSON to FILE when the guest stops")
     run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
     run.set_defaults(func=_cmd_run)
 
@@ -75,11 +78,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 3
     try:
         status = machine.run()
+        if args.stats:
+            _write_stats(args.stats, machine.stats())
     finally:
         machine.close()
     if machine.stop_reason and args.verbose:
         print(f"pyhvm: {machine.stop_reason}", file=sys.stderr)
     return status
+
+
+def _write_stats(path: str, stats: dict[str, object]) -> None:
+    import json
+
+    try:
+        with open(path, "w") as f:
+            json.dump(stats, f, indent=2)
+            f.write("\n")
+    except OSError as err:
+        print(f"pyhvm: cannot write --stats {path!r}: {err.strerror}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

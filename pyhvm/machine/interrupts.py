@@ -50,6 +50,8 @@ class IrqChip(Protocol):
 
     def attach_runner(self, runner: "VcpuRunner") -> None: ...
 
+    def stats(self) -> dict[str, object]: ...
+
 
 # --- kernel placement ----------------------------------------------------------------------
 
@@ -60,11 +62,13 @@ class KernelIrqLine:
         self.vm = vm
         self.gsi = gsi
         self.level = False
+        self.changes = 0
 
     def set_level(self, level: bool) -> None:
         level = bool(level)
         if level != self.level:
             self.level = level
+            self.changes += 1
             self.vm.irq_line(self.gsi, int(level))
 
 
@@ -91,6 +95,9 @@ class KernelIrqChip:
 
     def attach_runner(self, runner: "VcpuRunner") -> None:
         runner.injector = None  # KVM delivers interrupts and handles HLT itself
+
+    def stats(self) -> dict[str, object]:
+        return {"irq_line_changes": {gsi: line.changes for gsi, line in self._lines.items()}}
 
 
 def _get_u32(regs: bytearray, offset: int) -> int:
@@ -184,6 +191,18 @@ class UserIrqChip:
             runner.injector = UserspaceInjector(self.pic, self.pin, runner.vcpu, self.lock)
         else:
             runner.injector = None
+
+    def stats(self) -> dict[str, object]:
+        injector = self.pin.runner.injector if self.pin.runner else None
+        ticks = self.pit.tick_stats
+        return {
+            "interrupts_injected": injector.injected if injector else 0,
+            "interrupt_windows": injector.windows_requested if injector else 0,
+            "pic_acknowledged": list(self.pic.acknowledged),
+            "pic_spurious": self.pic.spurious,
+            "pit_ticks": {"delivered": ticks.delivered, "delayed": ticks.delayed,
+                          "merged": ticks.merged, "discarded": ticks.discarded},
+        }
 
 
 def create_irqchip(mode: str, vm: Vm, pio: Bus, clock: Clock, lock: threading.Lock,

@@ -185,6 +185,30 @@ class Machine:
         assert self.exit_status is not None
         return self.exit_status
 
+    def stats(self) -> dict[str, object]:
+        """Where the guest's exits went: the exit profile of this run, for `--stats`."""
+        pio: dict[str, int] = {}
+        for runner in self.runners:
+            for port, count in enumerate(runner.pio_exits):
+                if count:
+                    mapping = self.buses.pio.find(port)
+                    key = f"{port:#06x} {mapping.name if mapping else 'unclaimed'}"
+                    pio[key] = pio.get(key, 0) + count
+        other: dict[str, int] = {}
+        for runner in self.runners:
+            for name, count in runner.other_exits.items():
+                other[name] = other.get(name, 0) + count
+        result: dict[str, object] = {
+            "irqchip": self.irqchip.mode,
+            "exits": sum(runner.exits for runner in self.runners),
+            "pio_exits": dict(sorted(pio.items(), key=lambda item: -item[1])),
+            "mmio_exits": sum(runner.mmio_exits for runner in self.runners),
+            "other_exits": other,
+            "timer_callbacks": self.loop.timer_callbacks,
+        }
+        result.update(self.irqchip.stats())
+        return result
+
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
 

@@ -12,6 +12,7 @@ import logging
 import signal
 import struct
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..kvm.constants import KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_RUN
@@ -47,6 +48,11 @@ class VcpuRunner:
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._main, name=f"vcpu{vcpu.id}", daemon=True)
         self.exits = 0
+        # The exit profile, always on (a list index costs ~30 ns against a ~10 us exit):
+        # exits per port, MMIO exits, and every other exit by reason.
+        self.pio_exits = [0] * 0x10000
+        self.mmio_exits = 0
+        self.other_exits: Counter[str] = Counter()
         # Set by the irqchip placement: injects interrupts before each entry (userspace
         # irqchip, BSP only), or None when KVM delivers them itself.
         self.injector: UserspaceInjector | None = None
@@ -95,6 +101,7 @@ class VcpuRunner:
         unpack_reason, unpack_io = _REASON.unpack_from, _IO.unpack_from
         unpack_mmio, mmio = _MMIO.unpack_from, buses.mmio
         injector = self.injector
+        pio_exits, other_exits = self.pio_exits, self.other_exits
         exits = 0
         while not machine.stopping:
             if injector is not None:
@@ -108,6 +115,7 @@ class VcpuRunner:
             reason = unpack_reason(page, _REASON_OFFSET)[0]
             if reason == KVM_EXIT_IO:
                 is_write, size, port, count, at = unpack_io(page, _IO_OFFSET)
+                pio_exits[port] += 1
                 if count == 1:
                     target = pio_table[port]
                     if target is None:  # nobody claims it: reads float high, writes drop
@@ -127,6 +135,7 @@ class VcpuRunner:
                                 size, "little")
                     continue
             elif reason == KVM_EXIT_MMIO:
+                self.mmio_exits += 1
                 addr, data, size, is_write = unpack_mmio(page, _MMIO_OFFSET)
                 if size in _ALL_ONES:
                     with lock:
@@ -137,6 +146,8 @@ class VcpuRunner:
                                 addr, size).to_bytes(size, "little")
                     continue
             exit = decode(run_page)
+            if reason != KVM_EXIT_IO:
+                other_exits[type(exit).__name__] += 1
             with lock:
                 action = handle_exit(buses, page, exit)
             if action is Action.CONTINUE:
