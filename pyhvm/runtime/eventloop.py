@@ -37,7 +37,9 @@ class Timer:
 class EventLoop:
     def __init__(self, device_lock: threading.Lock) -> None:
         self._device_lock = device_lock
-        self._selector = selectors.DefaultSelector()
+        # select(2) takes its timeout in microseconds; epoll's is in milliseconds, which
+        # would make every 1 kHz timer tick up to a period late.
+        self._selector = selectors.SelectSelector()
         self._timers: list[tuple[int, int, Timer]] = []
         self._timers_lock = threading.Lock()
         self._seq = itertools.count()
