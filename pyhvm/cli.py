@@ -53,6 +53,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--stats", metavar="FILE",
                      help="write the run's exit profile (exits by port and reason, "
                           "interrupts) as JSON to FILE when the guest stops")
+    run.add_argument("--trace", metavar="FILE",
+                     help="record exits, interrupts and device events to FILE "
+                          "(read it with `pyhvm report FILE`)")
+    run.add_argument("--trace-events", default="exits,irq,devices,backend",
+                     metavar="GROUPS",
+                     help="comma-separated event groups to record: exits, irq, devices, "
+                          "backend, rip (default: all but rip)")
     run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
     run.set_defaults(func=_cmd_run)
 
@@ -68,7 +75,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                modules=args.module, memory=parse_size(args.memory),
                                cpus=args.cpus, serial=args.serial,
                                max_seconds=args.max_seconds, reboot=not args.no_reboot,
-                               irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy)
+                               irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy,
+                               trace=args.trace,
+                               trace_events=tuple(e for e in args.trace_events.split(",") if e))
         machine = Machine(config)
     except HostError as err:
         print(f"pyhvm: {err}", file=sys.stderr)

@@ -82,8 +82,11 @@ void rtc_periodic_start(unsigned rs)
 {
     uint8_t a = cmos_read(RTC_REG_A);
     cmos_write(RTC_REG_A, (uint8_t)((a & ~RTC_A_RS) | (rs & RTC_A_RS)));
-    cmos_write(RTC_REG_B, cmos_read(RTC_REG_B) | RTC_B_PIE);
+    /* PF is set at every period even while PIE is clear: clear it first, or setting PIE
+     * raises IRQ 8 at once (and a read of C after that would make a pulse the PIC latches,
+     * an interrupt that finds C empty). */
     (void)cmos_read(RTC_REG_C);
+    cmos_write(RTC_REG_B, cmos_read(RTC_REG_B) | RTC_B_PIE);
 }
 
 void rtc_periodic_stop(void)

@@ -42,7 +42,7 @@ void cmos_write(uint8_t reg, uint8_t value);
 /* Reads a consistent time (UIP clear, two equal reads); -1 if the RTC never settles. */
 int rtc_read_time(struct rtc_time *t);
 
-/* Periodic interrupt at 32768 >> (rs - 1) Hz (rs 3..15); reg C is read to clear flags. */
+/* Periodic interrupt at 65536 >> rs Hz (rs 3..15): reg C cleared, then PIE set. */
 void rtc_periodic_start(unsigned rs);
 void rtc_periodic_stop(void);
 

@@ -8,7 +8,7 @@
  * still on: register C has IRQF and PF set after a period, and PF is clear on the read
  * right after; register D has VRT set. Registers A and B are restored.
  * RESULT rtc ok= year= month= day= hour= minute= second= bcd= h24= rs= nominal_hz=
- *   periodic_hz= irqs= irq_flags_ok= pf= irqf= pf_cleared= vrt= tsc_khz= tsc_source=
+ *   periodic_hz= irqs= irqs_without_flags= pf= irqf= pf_cleared= vrt= tsc_khz= tsc_source=
  * ok=1 when the date is valid, at least one interrupt came, every handler read of C had
  * IRQF and PF, and the flag checks hold (the rate itself is not judged: hosts are noisy).
  */
@@ -75,12 +75,11 @@ int scn_rtc(const struct multiboot_info *mbi)
     cmos_write(RTC_REG_B, saved_b);
     (void)cmos_read(RTC_REG_C);
 
-    int irq_flags_ok = rtc_irqs_without_pf == 0;
-    int ok = time_ok && irqs > 0 && irq_flags_ok && pf && irqf && pf_cleared && vrt;
+    int ok = time_ok && irqs > 0 && rtc_irqs_without_pf == 0 && pf && irqf && pf_cleared && vrt;
     kprintf("RESULT rtc ok=%d year=%u month=%u day=%u hour=%u minute=%u second=%u bcd=%d h24=%d "
-            "rs=%lu nominal_hz=%lu periodic_hz=%lu irqs=%lu irq_flags_ok=%d pf=%d irqf=%d "
+            "rs=%lu nominal_hz=%lu periodic_hz=%lu irqs=%lu irqs_without_flags=%lu pf=%d irqf=%d "
             "pf_cleared=%d vrt=%d tsc_khz=%lu tsc_source=%s\n", ok, t.year, t.month, t.day,
             t.hour, t.minute, t.second, t.bcd, t.h24, rs, nominal_hz, irqs * 1000 / ms, irqs,
-            irq_flags_ok, pf, irqf, pf_cleared, vrt, tsc->khz, tsc->source);
+            rtc_irqs_without_pf, pf, irqf, pf_cleared, vrt, tsc->khz, tsc->source);
     return ok ? STATUS_OK : STATUS_FAIL;
 }

@@ -25,6 +25,8 @@ class MachineConfig:
     reboot: bool = True  # i8042 reset (0xFE to port 0x64): reset the VM, or stop it
     irqchip: str = "kernel"  # "kernel" (KVM's PIC/PIT) or "user" (ours), see interrupts.py
     lost_tick_policy: str = "delay"  # the userspace PIT's late ticks: delay, discard, merge
+    trace: str | None = None  # --trace FILE
+    trace_events: tuple[str, ...] = ("exits", "irq", "devices", "backend")
     debug_exit_port: int = 0xF4
     debug_exit_size: int = 4
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from ..bus import Bus
@@ -25,8 +26,13 @@ from ..devices.base import Clock, IrqLine
 from ..kvm.vcpu import Vcpu
 from ..kvm.vm import Vm
 
+from ..trace.records import Kind
+
 if TYPE_CHECKING:
     from ..runtime.vcpu_runner import VcpuRunner
+    from ..trace.recorder import ThreadBuffer
+
+_IRQ_INJECT = int(Kind.IRQ_INJECT)
 
 IRQCHIP_MODES = ("kernel", "user")
 LOST_TICK_POLICIES = ("delay", "discard", "merge")
@@ -115,9 +121,12 @@ class CpuInterruptPin:
 
     def __init__(self) -> None:
         self.level = False
+        self.raised_at_ns = 0  # when INTR last rose: the start of the delivery latency
         self.runner: "VcpuRunner | None" = None
 
     def set_level(self, level: bool) -> None:
+        if level and not self.level:
+            self.raised_at_ns = time.monotonic_ns()
         self.level = bool(level)
         runner = self.runner
         if level and runner is not None:
@@ -137,6 +146,7 @@ class UserspaceInjector:
         self.lock = lock
         self.injected = 0
         self.windows_requested = 0
+        self.trace: "ThreadBuffer | None" = None  # the vCPU's trace buffer, when tracing
 
     def before_entry(self) -> None:
         run = self.vcpu.run_page
@@ -152,6 +162,9 @@ class UserspaceInjector:
                 vector = self.pic.acknowledge()  # type: ignore[attr-defined]
                 self.vcpu.interrupt(vector)
                 self.injected += 1
+                if self.trace is not None:
+                    now = time.monotonic_ns()
+                    self.trace.add(_IRQ_INJECT, now, 0, vector, now - self.pin.raised_at_ns)
                 run.request_interrupt_window = 0
             else:
                 run.request_interrupt_window = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mmap
 import os
@@ -10,10 +11,12 @@ import sys
 import threading
 import time
 
+from .. import __version__
 from ..backends.console import Console, open_console
 from ..boot.image import BootEntry, BootImageError, read_file
 from ..boot.loader import load_kernel
 from ..bus import mmio_bus, pio_bus
+from ..devices.base import IrqLine
 from ..devices.debug_exit import DebugExit
 from ..devices.misc import I8042, PostCode
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
@@ -26,6 +29,9 @@ from ..runtime.diagnostics import register_dump
 from ..runtime.dispatch import Buses
 from ..runtime.eventloop import EventLoop
 from ..runtime.vcpu_runner import VcpuRunner, install_kick_handler
+from ..trace.irq import TracedIrqLine
+from ..trace.recorder import Recorder
+from ..trace.records import EVENT_GROUPS
 from . import cpu
 from .config import ConfigError, MachineConfig
 from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
@@ -61,6 +67,7 @@ class Machine:
         self.io_lock = threading.Lock()
         self._reset_requested = False
         self.loop = EventLoop(self.io_lock)
+        self.recorder: Recorder | None = None
         self.kvm = Kvm()
         try:
             self._build()
@@ -87,6 +94,7 @@ class Machine:
         if config.lost_tick_policy not in LOST_TICK_POLICIES:
             raise ConfigError(f"--lost-tick-policy {config.lost_tick_policy!r}: use one of "
                               f"{', '.join(LOST_TICK_POLICIES)}")
+        self.recorder = _open_recorder(config)
         self.memory = _allocate_memory(config.memory)
         for region in self.memory.regions:
             self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
@@ -102,6 +110,8 @@ class Machine:
         self.vcpus = [self._create_vcpu(i) for i in range(config.cpus)]
         self.runners = [self._new_runner(vcpu) for vcpu in self.vcpus]
         self._boot()
+        if self.recorder is not None:
+            self.recorder.start(self._trace_header())
 
     def _new_runner(self, vcpu: Vcpu) -> VcpuRunner:
         runner = VcpuRunner(self, vcpu)
@@ -110,7 +120,7 @@ class Machine:
 
     def _wire_devices(self) -> None:
         pio = self.buses.pio
-        self.uart = Uart16550(self.irqchip.line(COM1_IRQ), self.console.write)
+        self.uart = Uart16550(self._line(COM1_IRQ), self.console.write)
         pio.register(COM1_BASE, 8, self.uart, "com1")
         debug_exit = DebugExit(self._debug_exit)
         pio.register(self.config.debug_exit_port, self.config.debug_exit_size, debug_exit,
@@ -118,12 +128,31 @@ class Machine:
         pio.register(0x80, 1, PostCode(lambda code: log.debug("POST code %#04x", code)),
                      "post")
         # The RTC keeps UTC, as QEMU's default `-rtc base=utc` does.
-        self.rtc = CmosRtc(self.loop, self.irqchip.line(RTC_IRQ), base_time=int(time.time()),
+        self.rtc = CmosRtc(self.loop, self._line(RTC_IRQ), base_time=int(time.time()),
                            cmos=pc_cmos_bytes(self.config.memory, pci_hole_start=LOW_RAM_TOP))
         pio.register(0x70, 2, self.rtc, "rtc")
         self.i8042 = I8042(self._i8042_reset)
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
+
+    def _line(self, irq: int) -> IrqLine:
+        """The interrupt line a device gets: traced only when irq tracing is on."""
+        line = self.irqchip.line(irq)
+        if self.recorder is not None and self.recorder.wants("irq"):
+            return TracedIrqLine(line, irq, self.recorder)
+        return line
+
+    def _trace_header(self) -> dict[str, object]:
+        config = dataclasses.asdict(self.config)
+        return {
+            "pyhvm": __version__,
+            "config": config,
+            "host": {"kernel": os.uname().release, "kvm_pvm": cpu.host_is_pvm(),
+                     "python": sys.version.split()[0]},
+            "pio_map": [[m.base, m.size, m.name] for m in self.buses.pio.mappings],
+            "mmio_map": [[m.base, m.size, m.name] for m in self.buses.mmio.mappings],
+            "vcpus": len(self.vcpus),
+        }
 
     def _create_vcpu(self, index: int) -> Vcpu:
         vcpu = self.vm.create_vcpu(index)
@@ -267,6 +296,9 @@ class Machine:
         self.runners[0].start()
 
     def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
         self.loop.close()
         if hasattr(self, "console"):
             self.console.close()
@@ -275,6 +307,20 @@ class Machine:
         if hasattr(self, "memory"):
             self.memory.close()
         self.kvm.close()
+
+
+def _open_recorder(config: MachineConfig) -> Recorder | None:
+    if not config.trace:
+        return None
+    unknown = set(config.trace_events) - set(EVENT_GROUPS)
+    if unknown:
+        raise ConfigError(f"--trace-events {','.join(sorted(unknown))}: choose from "
+                          f"{','.join(EVENT_GROUPS)}")
+    try:
+        f = open(config.trace, "wb")
+    except OSError as err:
+        raise ConfigError(f"cannot write trace file {config.trace!r}: {err.strerror}") from None
+    return Recorder(f, config.trace_events)
 
 
 def _allocate_memory(size: int) -> GuestMemory:

@@ -12,17 +12,20 @@ import logging
 import signal
 import struct
 import threading
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..kvm.constants import KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_RUN
-from ..kvm.exits import decode
+from ..kvm.exits import IoExit, decode
 from ..kvm.structs import _run_io, kvm_run
+from ..trace.records import Kind
 from .dispatch import MMIO_DATA_OFFSET, Action, handle_exit
 
 if TYPE_CHECKING:
     from ..kvm.vcpu import Vcpu
     from ..machine.interrupts import UserspaceInjector
+    from ..trace.recorder import ThreadBuffer
     from ..machine.pc import Machine
 
 log = logging.getLogger("pyhvm.vcpu")
@@ -32,6 +35,8 @@ _IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
 _IO_OFFSET = kvm_run.u.offset + _run_io.direction.offset
 _MMIO = struct.Struct("<Q8sIB")  # phys_addr, data, len, is_write
 _MMIO_OFFSET = kvm_run.u.offset
+_EXIT_PIO, _EXIT_MMIO, _EXIT_OTHER, _HALT = (int(Kind.EXIT_PIO), int(Kind.EXIT_MMIO),
+                                          int(Kind.EXIT_OTHER), int(Kind.HALT))
 _ALL_ONES = {1: b"\xff", 2: b"\xff" * 2, 4: b"\xff" * 4, 8: b"\xff" * 8}
 KICK_SIGNAL = signal.SIGUSR1
 
@@ -56,6 +61,7 @@ class VcpuRunner:
         # Set by the irqchip placement: injects interrupts before each entry (userspace
         # irqchip, BSP only), or None when KVM delivers them itself.
         self.injector: UserspaceInjector | None = None
+        self.trace: ThreadBuffer | None = None  # set on the vCPU thread when tracing exits
 
     def start(self) -> None:
         self.thread.start()
@@ -82,6 +88,11 @@ class VcpuRunner:
                 pass
 
     def _main(self) -> None:
+        recorder = self.machine.recorder
+        if recorder is not None and recorder.wants("exits"):
+            self.trace = recorder.buffer(self.vcpu.id)
+        if recorder is not None and recorder.wants("irq") and self.injector is not None:
+            self.injector.trace = recorder.buffer(self.vcpu.id)
         try:
             self._loop()
         except BaseException as err:  # a bug in pyhvm: stop the VM loudly, not silently
@@ -102,6 +113,9 @@ class VcpuRunner:
         unpack_mmio, mmio = _MMIO.unpack_from, buses.mmio
         injector = self.injector
         pio_exits, other_exits = self.pio_exits, self.other_exits
+        trace = self.trace
+        now = time.monotonic_ns
+        t_exit = 0
         exits = 0
         while not machine.stopping:
             if injector is not None:
@@ -111,6 +125,8 @@ class VcpuRunner:
             except InterruptedError:
                 run_page.immediate_exit = 0
                 continue
+            if trace is not None:
+                t_exit = now()
             exits += 1
             reason = unpack_reason(page, _REASON_OFFSET)[0]
             if reason == KVM_EXIT_IO:
@@ -124,15 +140,19 @@ class VcpuRunner:
                         else:
                             unclaimed_reads[port] += 1
                             page[at:at + size] = _ALL_ONES[size]
-                        continue
-                    device, base = target
-                    with lock:
-                        if is_write:
-                            device.write(port - base,
-                                         size, int.from_bytes(page[at:at + size], "little"))
-                        else:
-                            page[at:at + size] = device.read(port - base, size).to_bytes(
-                                size, "little")
+                    else:
+                        device, base = target
+                        with lock:
+                            if is_write:
+                                device.write(port - base, size,
+                                             int.from_bytes(page[at:at + size], "little"))
+                            else:
+                                page[at:at + size] = device.read(port - base, size).to_bytes(
+                                    size, "little")
+                    if trace is not None:
+                        trace.add(_EXIT_PIO, t_exit, now() - t_exit, port,
+                                  int.from_bytes(page[at:at + size], "little"),
+                                  size | is_write << 8 | 1 << 16)
                     continue
             elif reason == KVM_EXIT_MMIO:
                 self.mmio_exits += 1
@@ -144,12 +164,21 @@ class VcpuRunner:
                         else:
                             page[MMIO_DATA_OFFSET:MMIO_DATA_OFFSET + size] = mmio.read(
                                 addr, size).to_bytes(size, "little")
+                    if trace is not None:
+                        trace.add(_EXIT_MMIO, t_exit, now() - t_exit, 0, addr,
+                                  size | is_write << 8)
                     continue
             exit = decode(run_page)
             if reason != KVM_EXIT_IO:
                 other_exits[type(exit).__name__] += 1
             with lock:
                 action = handle_exit(buses, page, exit)
+            if trace is not None:
+                if isinstance(exit, IoExit):
+                    trace.add(_EXIT_PIO, t_exit, now() - t_exit, exit.port, 0,
+                              exit.size | exit.is_write << 8 | exit.count << 16)
+                else:
+                    trace.add(_EXIT_OTHER, t_exit, now() - t_exit, reason)
             if action is Action.CONTINUE:
                 continue
             if action is Action.HALT:
@@ -167,6 +196,9 @@ class VcpuRunner:
     def _halt(self) -> None:
         """Sleep until an interrupt or a stop can need this vCPU; never busy-wait."""
         injector = self.injector
+        start = time.monotonic_ns()
         while not self.machine.stopping and not (injector and injector.interrupt_pending()):
             self.wake.wait()
             self.wake.clear()
+        if self.trace is not None:
+            self.trace.add(_HALT, start, time.monotonic_ns() - start)

@@ -1,0 +1,1 @@
+"""The tuning toolkit: a cheap recorder every layer reports to, and the tools that read it."""
