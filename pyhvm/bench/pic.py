@@ -20,6 +20,7 @@ the one at 0 Hz, shows which exits the timer brings in each placement (the "why"
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -197,6 +198,7 @@ def measure(reps: int = DEFAULT_REPS, ms: int = DEFAULT_MS,
                 outcomes[config].error = (f"{common.QEMU} is not installed "
                                           "(apt-get install qemu-system-x86)")
     progress = _progress(show_progress, configs[0])
+    load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="pyhvm-bench-pic-") as tmp:
         def one(config: Config, rep: int) -> None:
             outcome = outcomes[config]
@@ -213,11 +215,22 @@ def measure(reps: int = DEFAULT_REPS, ms: int = DEFAULT_MS,
         try:
             common.interleave(configs, reps, one, progress, label=lambda c: c.label)
         finally:
-            common.clear_progress(progress)
+            if sys.stderr.isatty():
+                common.clear_progress(progress)
+    load_after = _loadavg()
     if all(outcome.error is not None for outcome in outcomes.values()):
         first = outcomes[configs[0]].error
         raise BenchError(f"every configuration failed; {configs[0].label}: {first}")
-    return summarize(outcomes, ms=ms, reps=reps, kernel=elf, host=common.host_info())
+    host = common.host_info(loadavg_1m_start=load_before, loadavg_1m_end=load_after)
+    return summarize(outcomes, ms=ms, reps=reps, kernel=elf, host=host)
+
+
+def _loadavg() -> float | None:
+    """The 1-minute load average: how busy the host was, to judge the spread by."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _progress(enabled: bool, first: Config) -> Callable[[str], None] | None:
@@ -435,8 +448,15 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
 
 
 def _spread(values: Sequence[float | None], digits: int) -> str:
+    """`median (min-max)` as common writes it; `median (min to max)` where a figure is
+    negative (noise can make a small loss negative), so that no minus sign reads as a dash."""
     clean = [v for v in values if v is not None]
-    return common.fmt_spread(clean, digits) if clean else "n/a"
+    if not clean:
+        return "n/a"
+    if min(clean) >= 0:
+        return common.fmt_spread(clean, digits)
+    return (f"{common.median(clean):.{digits}f} ({min(clean):.{digits}f} to "
+            f"{max(clean):.{digits}f})")
 
 
 def goals(result: dict[str, Any]) -> list[str]:
@@ -566,12 +586,18 @@ def render(result: dict[str, Any]) -> str:
     lines = [header, "", table]
     if failures:
         lines += ["", *failures]
-    lines += ["", "ratios (medians):", common.format_table(ratio_headers, ratio_rows), ""]
+    lines += ["", "ratios of medians (at 0 Hz both placements run the same code: the kernel/user "
+              "ratio there shows the noise):",
+              common.format_table(ratio_headers, ratio_rows), ""]
     lines += render_profile(result["profile"])
     lines += ["", "goals:", *(f"  {g}" for g in goals(result))]
     if not has_qemu:
         lines.append("  (QEMU not measured: --no-qemu)")
-    lines += ["", common.host_line(result["host"])]
+    host = result["host"]
+    load = [host.get("loadavg_1m_start"), host.get("loadavg_1m_end")]
+    load_text = "" if None in load else \
+        f"; load average (1 min) {load[0]:.2f} at start, {load[1]:.2f} at end"
+    lines += ["", common.host_line(host) + load_text]
     return "\n".join(lines)
 
 

@@ -35,8 +35,9 @@ def test_out_of_range_access_fails_without_touching_the_file(image: Path, offset
     disk = RawImage(str(image))
     with pytest.raises(OSError):
         disk.read(offset, length)
-    with pytest.raises(OSError):
-        disk.write(offset, b"x" * max(length, 0))
+    if length > 0:
+        with pytest.raises(OSError):
+            disk.write(offset, b"x" * length)
     assert image.stat().st_size == 1 << 20
     disk.close()
 
