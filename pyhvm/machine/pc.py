@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 from .. import __version__
 from ..backends.console import Console, open_console
@@ -19,6 +20,7 @@ from ..bus import mmio_bus, pio_bus
 from ..devices.base import IrqLine
 from ..devices.debug_exit import DebugExit
 from ..devices.misc import I8042, PostCode
+from ..devices.pci_chipset import build_pc_chipset
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.uart16550 import Uart16550
 from ..kvm import Kvm, KvmError
@@ -55,6 +57,11 @@ EXIT_HOST_ERROR = 3        # pyhvm itself failed
 EXIT_TIMEOUT = 124         # --max-seconds ran out (the `timeout` command's convention)
 EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
 
+PAUSE_TIMEOUT_S = 2.0      # how long pause() waits for the vCPUs to leave the guest
+# A machine event's listener: (QMP event name, its data). Called from any thread, even a
+# signal handler, so it must only queue (see control/qmp.py).
+Listener = Callable[[str, dict[str, object]], None]
+
 
 class Machine:
     def __init__(self, config: MachineConfig) -> None:
@@ -64,6 +71,8 @@ class Machine:
         self.stopping = False
         self.exit_status: int | None = None
         self.stop_reason = ""
+        self.paused = False  # QMP `stop`: vCPUs parked out of the guest until resume()
+        self.listeners: list[Listener] = []  # run-state changes: STOP, RESUME, RESET, SHUTDOWN
         self.io_lock = threading.Lock()
         self._reset_requested = False
         self.loop = EventLoop(self.io_lock)
@@ -131,7 +140,14 @@ class Machine:
         self.rtc = CmosRtc(self.loop, self._line(RTC_IRQ), base_time=int(time.time()),
                            cmos=pc_cmos_bytes(self.config.memory, pci_hole_start=LOW_RAM_TOP))
         pio.register(0x70, 2, self.rtc, "rtc")
-        self.i8042 = I8042(self._i8042_reset)
+        # A kernel booted without firmware finds the IDE channels decoding, as a BIOS
+        # leaves them (Linux's ata_piix skips channels whose decode bit is off).
+        self.chipset = build_pc_chipset(isa_line=self._line,
+                                        on_reset=lambda hard: self._guest_reset(),
+                                        ide_decode_at_reset=True)
+        pio.register(0xCF8, 4, self.chipset.host.address_port, "pci-addr")
+        pio.register(0xCFC, 4, self.chipset.host.data_port, "pci-data")
+        self.i8042 = I8042(self._guest_reset)
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
 
@@ -225,7 +241,8 @@ class Machine:
                     pio[key] = pio.get(key, 0) + count
         other: dict[str, int] = {}
         for runner in self.runners:
-            for name, count in runner.other_exits.items():
+            # A snapshot: with the VM live (QMP), a vCPU may add a reason meanwhile.
+            for name, count in dict.copy(runner.other_exits).items():
                 other[name] = other.get(name, 0) + count
         result: dict[str, object] = {
             "irqchip": self.irqchip.mode,
@@ -239,17 +256,62 @@ class Machine:
         return result
 
     def _on_sigint(self, signum: int, frame: object) -> None:
-        self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
+        self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)", "host-signal")
 
-    def stop(self, status: int, reason: str) -> None:
-        """Ask every vCPU to stop; the first status given wins. Any thread may call it."""
-        if self.exit_status is None:
+    def stop(self, status: int, reason: str, cause: str | None = None) -> None:
+        """Ask every vCPU to stop; the first status given wins. Any thread may call it, and
+        so does the SIGINT handler: nothing here takes a lock. `cause` is QMP's
+        ShutdownCause for the SHUTDOWN event (guessed from the status when not given)."""
+        first = self.exit_status is None
+        if first:
             self.exit_status = status
             self.stop_reason = reason
         self.stopping = True
         for runner in self.runners:
             runner.kick()
         self.loop.wake()
+        if first:
+            cause = cause or _SHUTDOWN_CAUSES.get(status, "guest-shutdown")
+            self._emit("SHUTDOWN", {"guest": cause.startswith("guest-"), "reason": cause})
+
+    def pause(self) -> bool:
+        """Take every vCPU out of the guest until `resume` (QMP `stop`); False if paused.
+
+        Each runner, kicked out of KVM_RUN, sees `paused` on its way back in and parks, so
+        the hot loop pays nothing for this. Waits until no vCPU is in the guest, so nothing
+        the guest does is counted after this returns. Call it without `io_lock`: a vCPU may
+        need the lock to finish the exit it is in."""
+        if self.paused:
+            return False
+        self.paused = True
+        for runner in self.runners:
+            runner.kick()
+        deadline = time.monotonic() + PAUSE_TIMEOUT_S
+        while any(runner.in_guest() for runner in self.runners):
+            if time.monotonic() > deadline:
+                log.warning("pause: a vCPU did not leave the guest within %.1f s",
+                            PAUSE_TIMEOUT_S)
+                break
+            time.sleep(0.0005)
+        self._emit("STOP", {})
+        return True
+
+    def resume(self) -> bool:
+        """Let parked vCPUs back into the guest (QMP `cont`); False if it was running."""
+        if not self.paused:
+            return False
+        self.paused = False
+        for runner in self.runners:
+            runner.wake.set()
+        self._emit("RESUME", {})
+        return True
+
+    def _emit(self, event: str, data: dict[str, object]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, data)
+            except Exception:  # a control client's problem is never the guest's
+                log.exception("machine event listener failed")
 
     def fail(self, reason: str) -> None:
         print(f"pyhvm: {reason}", file=sys.stderr)
@@ -266,14 +328,25 @@ class Machine:
     def _debug_exit(self, status: int) -> None:
         self.stop(status, f"guest wrote to debug-exit (status {status})")
 
-    def _i8042_reset(self) -> None:
+    def _guest_reset(self) -> None:
+        """The guest reset the machine (i8042 pulse, PIIX3 reset control register)."""
+        self.request_reset(guest=True)
+
+    def request_reset(self, guest: bool = False) -> None:
+        """Reboot as the i8042 reset line does: the guest's (on its vCPU thread, inside an
+        exit) or QMP's `system_reset` (on the loop thread). A paused machine stays paused."""
+        cause = "guest-reset" if guest else "host-qmp-system-reset"
         if not self.config.reboot:
-            self.stop(EXIT_POWER_OFF, "guest reset the machine (--no-reboot)")
+            who = "guest" if guest else "QMP system_reset"
+            self.stop(EXIT_POWER_OFF, f"{who} reset the machine (--no-reboot)", cause)
             return
-        # Called on the vCPU thread inside an exit: stop it, and reboot from the loop.
+        if self.stopping:
+            return  # a reset is under way already, or the machine is going down
+        # Stop the vCPU, and reboot from the loop.
         self._reset_requested = True
         self.stopping = True
         self.loop.call_soon(self._reset)
+        self._emit("RESET", {"guest": guest, "reason": cause})
 
     def _reset(self) -> None:
         """Reboot: wait for the BSP to leave, reload the kernel into cleared RAM, restart."""
@@ -290,9 +363,11 @@ class Machine:
         for region in self.memory.regions:
             region.buffer.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads zero
         self.uart.reset()
+        self.chipset.host.reset()
         self._boot()
         self.stopping = False
-        self.runners[0] = self._new_runner(self.vcpus[0])
+        previous, self.runners[0] = self.runners[0], self._new_runner(self.vcpus[0])
+        self.runners[0].adopt_counters(previous)  # exit counts stay monotonic across reboots
         self.runners[0].start()
 
     def close(self) -> None:
@@ -307,6 +382,12 @@ class Machine:
         if hasattr(self, "memory"):
             self.memory.close()
         self.kvm.close()
+
+
+# QMP's ShutdownCause for a stop that did not name one.
+_SHUTDOWN_CAUSES = {EXIT_POWER_OFF: "guest-shutdown", EXIT_GUEST_DIED: "guest-panic",
+                    EXIT_HOST_ERROR: "host-error", EXIT_TIMEOUT: "host-error",
+                    EXIT_INTERRUPTED: "host-signal"}
 
 
 def _open_recorder(config: MachineConfig) -> Recorder | None:

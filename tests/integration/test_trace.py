@@ -1,0 +1,96 @@
+"""Tracing end to end: a traced guest, `pyhvm report` on its trace, the Perfetto export, and
+`pyhvm stat`. The counts must match what the guest did, exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.guestkit import BOOT_TIMEOUT, REPO_ROOT, STATUS_OK, boot_pyhvm
+
+pytestmark = pytest.mark.kvm
+N_EXITS = 1000
+PORT = 0x404
+
+
+def _pyhvm(*args: str, timeout: float = BOOT_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pyhvm", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module", params=["user", "kernel"])
+def exits_trace(request: pytest.FixtureRequest, guestkit: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A trace of `scenario=exits n=1000 port=0x404` under each irqchip placement."""
+    path = tmp_path_factory.mktemp("trace") / f"exits-{request.param}.trc"
+    run = boot_pyhvm(guestkit, f"scenario=exits n={N_EXITS} port={PORT:#x}",
+                     "--irqchip", request.param, "--trace", str(path))
+    assert run.status == STATUS_OK, run.describe()
+    assert run.result("exits").num("n") == N_EXITS
+    yield path
+    path.unlink(missing_ok=True)
+    Path(str(path) + ".json").unlink(missing_ok=True)
+
+
+def test_report_counts_exactly_the_guests_port_writes(exits_trace: Path) -> None:
+    proc = _pyhvm("report", str(exits_trace), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    port = next(p for p in report["ports"] if p["port"] == PORT)
+    assert port["count"] == N_EXITS and port["writes"] == N_EXITS and port["reads"] == 0
+    assert port["device"] == "unclaimed"
+    assert port["total_ns"] > 0 and port["mean_ns"] > 0
+    pio = next(r for r in report["exits"]["by_reason"] if r["reason"] == "PIO")
+    assert pio["count"] >= N_EXITS
+    debug_exit = [p for p in report["ports"] if p["port"] == 0xF4]
+    assert debug_exit and debug_exit[0]["name"] == "debug-exit+0x0"  # named from the header
+    assert report["summary"]["vcpus"] == 1 and report["summary"]["duration_ns"] > 0
+    assert 0 < report["time"]["guest_share"] <= 1
+
+
+def test_text_report_runs(exits_trace: Path) -> None:
+    proc = _pyhvm("report", str(exits_trace), "--plain")
+    assert proc.returncode == 0, proc.stderr
+    assert "Exits by reason" in proc.stdout and "0x0404" in proc.stdout
+
+
+def test_perfetto_export_is_valid_json(exits_trace: Path) -> None:
+    proc = _pyhvm("report", str(exits_trace), "--format", "perfetto")
+    assert proc.returncode == 0, proc.stderr
+    out = Path(str(exits_trace) + ".json")
+    events = json.loads(out.read_text())["traceEvents"]
+    vcpu_tid = next(e["tid"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"
+                    and e["args"]["name"] == "vCPU 0")
+    writes = [e for e in events if e["ph"] == "X" and e["tid"] == vcpu_tid
+              and e["args"].get("port") == f"{PORT:#06x}"]
+    assert len(writes) == N_EXITS
+    assert all(e["dur"] > 0 for e in writes)
+
+
+def _stat_leftovers() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("pyhvm-stat-")}
+
+
+def test_stat_prints_a_summary_and_exits_with_the_guests_status(guestkit: Path) -> None:
+    before = _stat_leftovers()
+    proc = _pyhvm("stat", "--", "--kernel", str(guestkit), "--append", "scenario=hello",
+                  "--max-seconds", str(BOOT_TIMEOUT - 5))
+    assert proc.returncode == 1, proc.stderr  # the guest wrote 0: (0 << 1) | 1
+    assert "RESULT hello ok=1" in proc.stdout  # the guest's console stays on stdout
+    assert "VM exits by reason" in proc.stderr and "Top ports" in proc.stderr
+    assert "com1" in proc.stderr and "pyhvm stat: status 1" in proc.stderr
+    assert _stat_leftovers() - before == set(), "the temporary trace was left behind"
+
+
+def test_stat_passes_a_failing_guest_status_through(guestkit: Path) -> None:
+    proc = _pyhvm("stat", "--", "--kernel", str(guestkit), "--append", "scenario=nosuch",
+                  "--irqchip", "user", "--max-seconds", str(BOOT_TIMEOUT - 5))
+    assert proc.returncode == (2 << 1) | 1, proc.stderr  # STATUS_USAGE
+    assert "VM exits by reason" in proc.stderr
