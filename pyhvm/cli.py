@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parser
 
     add_bench_parser(sub)
+    from .trace.cli import add_trace_parsers
+
+    add_trace_parsers(sub)
     return parser
 
 
