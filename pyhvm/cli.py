@@ -48,6 +48,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      default="delay",
                      help="--irqchip user: what the PIT does with ticks it could not deliver "
                           "on time (default delay: deliver them late)")
+    run.add_argument("--drive", "-drive", action="append", default=[],
+                     metavar="file=PATH[,if=ide][,format=raw][,readonly=on][,index=N]",
+                     help="attach a raw disk image to the PIIX IDE controller (QEMU's "
+                          "syntax); may repeat, up to four")
+    run.add_argument("--ide-dma", choices=("sync", "concurrent"), default="concurrent",
+                     help="where IDE bus-master transfers run: in the vCPU's exit (sync, "
+                          "the paper's 'before') or on worker threads (concurrent, default)")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
     run.add_argument("--stats", metavar="FILE",
@@ -67,16 +74,19 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .errors import HostError
     from .kvm import KvmError
-    from .machine.config import MachineConfig, parse_size
+    from .machine.config import MachineConfig, parse_drive, parse_size
     from .machine.pc import Machine
 
     try:
+        drives = []
+        for spec in args.drive:
+            drives.append(parse_drive(spec, {d.index for d in drives}))
         config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
                                modules=args.module, memory=parse_size(args.memory),
                                cpus=args.cpus, serial=args.serial,
                                max_seconds=args.max_seconds, reboot=not args.no_reboot,
                                irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy,
-                               trace=args.trace,
+                               drives=drives, ide_dma=args.ide_dma, trace=args.trace,
                                trace_events=tuple(e for e in args.trace_events.split(",") if e))
         machine = Machine(config)
     except HostError as err:

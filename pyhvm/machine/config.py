@@ -12,6 +12,52 @@ class ConfigError(HostError):
     """Bad user configuration; the message says what to write instead."""
 
 
+@dataclass(frozen=True)
+class DriveConfig:
+    """One `--drive file=PATH,if=ide,format=raw[,readonly=on][,index=N]`."""
+
+    file: str
+    index: int          # 0-3: primary master, primary slave, secondary master, secondary slave
+    readonly: bool = False
+
+
+def parse_drive(spec: str, taken: set[int]) -> DriveConfig:
+    """QEMU's -drive syntax, the subset pyhvm implements; a one-line error otherwise."""
+    options: dict[str, str] = {}
+    for item in spec.split(","):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--drive {spec!r}: {item!r} is not key=value")
+        options[key] = value
+    if "file" not in options or not options["file"]:
+        raise ConfigError(f"--drive {spec!r}: file=PATH is required")
+    if options.pop("if", "ide") != "ide":
+        raise ConfigError(f"--drive {spec!r}: only if=ide is supported")
+    if options.pop("format", "raw") != "raw":
+        raise ConfigError(f"--drive {spec!r}: only format=raw is supported")
+    readonly_text = options.pop("readonly", "off")
+    if readonly_text not in ("on", "off"):
+        raise ConfigError(f"--drive {spec!r}: readonly=on or readonly=off")
+    if "index" in options:
+        try:
+            index = int(options.pop("index"))
+        except ValueError:
+            raise ConfigError(f"--drive {spec!r}: index must be 0-3") from None
+        if not 0 <= index <= 3 or index in taken:
+            raise ConfigError(f"--drive {spec!r}: index must be a free slot 0-3")
+    else:
+        free = [i for i in range(4) if i not in taken]
+        if not free:
+            raise ConfigError("at most four IDE drives (index 0-3)")
+        index = free[0]
+    path = options.pop("file")
+    if options:
+        raise ConfigError(f"--drive {spec!r}: unknown option(s) {', '.join(options)}")
+    return DriveConfig(path, index, readonly_text == "on")
+
+
 @dataclass
 class MachineConfig:
     kernel: str
@@ -25,6 +71,8 @@ class MachineConfig:
     reboot: bool = True  # i8042 reset (0xFE to port 0x64): reset the VM, or stop it
     irqchip: str = "kernel"  # "kernel" (KVM's PIC/PIT) or "user" (ours), see interrupts.py
     lost_tick_policy: str = "delay"  # the userspace PIT's late ticks: delay, discard, merge
+    drives: list[DriveConfig] = field(default_factory=list)
+    ide_dma: str = "concurrent"  # "sync" (in the vCPU's exit) or "concurrent" (workers)
     trace: str | None = None  # --trace FILE
     trace_events: tuple[str, ...] = ("exits", "irq", "devices", "backend")
     debug_exit_port: int = 0xF4

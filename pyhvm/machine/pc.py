@@ -13,13 +13,17 @@ import time
 from typing import Callable
 
 from .. import __version__
+from ..backends.blockexec import ConcurrentDiskExecutor, SyncDiskExecutor
 from ..backends.console import Console, open_console
+from ..backends.disk import RawImage
 from ..boot.image import BootEntry, BootImageError, read_file
 from ..boot.loader import load_kernel
 from ..bus import mmio_bus, pio_bus
 from ..devices.base import IrqLine
 from ..devices.debug_exit import DebugExit
 from ..devices.misc import I8042, PostCode
+from ..devices.ata_disk import AtaDisk
+from ..devices.ide import PiixIde
 from ..devices.pci_chipset import build_pc_chipset
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.uart16550 import Uart16550
@@ -31,6 +35,7 @@ from ..runtime.diagnostics import register_dump
 from ..runtime.dispatch import Buses
 from ..runtime.eventloop import EventLoop
 from ..runtime.vcpu_runner import VcpuRunner, install_kick_handler
+from ..runtime.workers import WorkerPool
 from ..trace.irq import TracedIrqLine
 from ..trace.recorder import Recorder
 from ..trace.records import EVENT_GROUPS
@@ -43,6 +48,10 @@ log = logging.getLogger("pyhvm")
 COM1_BASE = 0x3F8
 COM1_IRQ = 4
 RTC_IRQ = 8
+IDE_IRQS = (14, 15)
+IDE_DMA_MODES = ("sync", "concurrent")
+IDE_BUS_MASTER_PORT = 0xC000
+BMIBA_BAR = 4
 # Guest-physical pages KVM may claim for its own use on VMX hosts (real-mode TSS and the
 # EPT identity map), just below the BIOS ROM, where QEMU puts them too.
 KVM_TSS_ADDR = 0xFFFBD000
@@ -147,9 +156,53 @@ class Machine:
                                         ide_decode_at_reset=True)
         pio.register(0xCF8, 4, self.chipset.host.address_port, "pci-addr")
         pio.register(0xCFC, 4, self.chipset.host.data_port, "pci-data")
+        self._wire_ide()
         self.i8042 = I8042(self._guest_reset)
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
+
+    def _wire_ide(self) -> None:
+        """PIIX3 IDE: drives, the DMA placement, and the ranges its PCI function decodes."""
+        config, pio = self.config, self.buses.pio
+        if config.ide_dma not in IDE_DMA_MODES:
+            raise ConfigError(f"--ide-dma {config.ide_dma!r}: use sync or concurrent")
+        self.disk_images = [RawImage(d.file, readonly=d.readonly) for d in config.drives]
+        disks = {(d.index // 2, d.index % 2): AtaDisk(image, serial=f"PYHVM{d.index:04d}")
+                 for d, image in zip(config.drives, self.disk_images)}
+        if config.ide_dma == "sync":
+            self.disk_executor: SyncDiskExecutor | ConcurrentDiskExecutor = \
+                SyncDiskExecutor(self.memory)
+        else:
+            self.disk_executor = ConcurrentDiskExecutor(
+                self.memory, WorkerPool(self.loop, threads=2, name="ide"))
+        function = self.chipset.ide
+        self.ide = PiixIde(self.memory, self.disk_executor, self._line(IDE_IRQS[0]),
+                           self._line(IDE_IRQS[1]), disks,
+                           bus_master_enabled=lambda: function.bus_master_enabled)
+        function.on_command_change = lambda command: self.ide.bus_master_changed()
+        legacy = self.ide.legacy_ports()
+
+        def decode_changed(channel: int, enabled: bool) -> None:
+            for base, size, device, name in legacy[2 * channel:2 * channel + 2]:
+                if enabled:
+                    pio.register(base, size, device, name)
+                else:
+                    pio.unregister(base)
+
+        def bar_changed(index: int, old: int | None, new: int | None) -> None:
+            if index != BMIBA_BAR:
+                return
+            if old is not None:
+                pio.unregister(old)
+            if new is not None:
+                pio.register(new, 16, self.ide.bmide_port, "ide-bus-master")
+
+        function.on_decode_change = decode_changed
+        function.on_bar_change = bar_changed
+        # What firmware leaves for a directly booted kernel (SeaBIOS does the same): the
+        # bus-master block at a fixed port, I/O decode and bus mastering on.
+        function.config_write(0x20, 4, IDE_BUS_MASTER_PORT)
+        function.config_write(0x04, 2, 0x0005)
 
     def _line(self, irq: int) -> IrqLine:
         """The interrupt line a device gets: traced only when irq tracing is on."""
@@ -371,6 +424,10 @@ class Machine:
         self.runners[0].start()
 
     def close(self) -> None:
+        if hasattr(self, "disk_executor"):
+            self.disk_executor.close()
+        for image in getattr(self, "disk_images", []):
+            image.close()
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
