@@ -67,6 +67,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      metavar="GROUPS",
                      help="comma-separated event groups to record: exits, irq, devices, "
                           "backend, rip (default: all but rip)")
+    run.add_argument("--qmp", "-qmp", metavar="unix:PATH,server[,wait=off]",
+                     help="serve QMP on a control socket (QEMU's syntax; tcp:127.0.0.1:PORT,"
+                          "server also works): query-status, stop, cont, system_reset, quit, "
+                          "x-pyhvm-stats ... (see `pyhvm top`)")
     run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
     run.set_defaults(func=_cmd_run)
 
@@ -95,11 +99,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as err:  # the console file, an out-of-memory mmap ...
         print(f"pyhvm: {err.strerror or err}", file=sys.stderr)
         return 3
+    qmp = None
+    if args.qmp:
+        from .control.qmp import serve_qmp
+
+        try:
+            qmp = serve_qmp(machine, args.qmp)
+        except HostError as err:
+            print(f"pyhvm: {err}", file=sys.stderr)
+            machine.close()
+            return 1
     try:
         status = machine.run()
         if args.stats:
             _write_stats(args.stats, machine.stats())
     finally:
+        if qmp is not None:
+            qmp.close()  # delivers SHUTDOWN, removes the socket file
         machine.close()
     if machine.stop_reason and args.verbose:
         print(f"pyhvm: {machine.stop_reason}", file=sys.stderr)
@@ -129,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .trace.cli import add_trace_parsers
 
     add_trace_parsers(sub)
+    from .control.top import add_top_parser
+
+    add_top_parser(sub)
     return parser
 
 

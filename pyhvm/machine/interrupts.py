@@ -58,6 +58,8 @@ class IrqChip(Protocol):
 
     def stats(self) -> dict[str, object]: ...
 
+    def reset(self) -> None: ...
+
 
 # --- kernel placement ----------------------------------------------------------------------
 
@@ -104,6 +106,10 @@ class KernelIrqChip:
 
     def stats(self) -> dict[str, object]:
         return {"irq_line_changes": {gsi: line.changes for gsi, line in self._lines.items()}}
+
+    def reset(self) -> None:
+        """KVM's PIC and PIT are re-initialised by the guest; nothing is pending for a CPU
+        that has interrupts off, which is how every boot protocol enters."""
 
 
 def _get_u32(regs: bytearray, offset: int) -> int:
@@ -204,6 +210,10 @@ class UserIrqChip:
             runner.injector = UserspaceInjector(self.pic, self.pin, runner.vcpu, self.lock)
         else:
             runner.injector = None
+
+    def reset(self) -> None:
+        self.pic.reset()
+        self.pit.reset()
 
     def stats(self) -> dict[str, object]:
         injector = self.pin.runner.injector if self.pin.runner else None

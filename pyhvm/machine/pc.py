@@ -199,8 +199,12 @@ class Machine:
 
         function.on_decode_change = decode_changed
         function.on_bar_change = bar_changed
-        # What firmware leaves for a directly booted kernel (SeaBIOS does the same): the
-        # bus-master block at a fixed port, I/O decode and bus mastering on.
+        self._firmware_pci_setup()
+
+    def _firmware_pci_setup(self) -> None:
+        """What firmware leaves for a directly booted kernel (SeaBIOS does the same): the
+        IDE bus-master block at a fixed port, I/O decode and bus mastering on."""
+        function = self.chipset.ide
         function.config_write(0x20, 4, IDE_BUS_MASTER_PORT)
         function.config_write(0x04, 2, 0x0005)
 
@@ -416,7 +420,16 @@ class Machine:
         for region in self.memory.regions:
             region.buffer.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads zero
         self.uart.reset()
+        self.rtc.reset()
+        self.irqchip.reset()
+        self.ide.reset()
         self.chipset.host.reset()
+        self._firmware_pci_setup()
+        # KVM rewrites these at the next exit; until then they describe the old guest, whose
+        # IF=1 would let the injector deliver into a CPU that has just been reset.
+        run_page = self.vcpus[0].run_page
+        run_page.ready_for_interrupt_injection = 0
+        run_page.if_flag = 0
         self._boot()
         self.stopping = False
         previous, self.runners[0] = self.runners[0], self._new_runner(self.vcpus[0])

@@ -1,8 +1,11 @@
 """One thread per vCPU: enter the guest, dispatch the exit, repeat until told to stop.
 
-The loop is an explicit state machine (running, halted, finished). A stop request from
-another thread sets `immediate_exit` in the run page and sends SIGUSR1 to the vCPU thread:
-KVM_RUN then returns EINTR whether the signal lands before or during the ioctl.
+The loop is an explicit state machine (running, halted, paused, finished). A stop request
+from another thread sets `immediate_exit` in the run page and sends SIGUSR1 to the vCPU
+thread: KVM_RUN then returns EINTR whether the signal lands before or during the ioctl.
+A pause (QMP `stop`) is the same kick: the thread looks at `machine.paused` only where it
+clears `immediate_exit`, so the per-exit path is unchanged, and no kick can be missed (the
+flag is set before the kick, and `immediate_exit` stays set until one of those checks).
 """
 
 from __future__ import annotations
@@ -62,9 +65,23 @@ class VcpuRunner:
         # irqchip, BSP only), or None when KVM delivers them itself.
         self.injector: UserspaceInjector | None = None
         self.trace: ThreadBuffer | None = None  # set on the vCPU thread when tracing exits
+        # Where the thread is, for Machine.pause() and `pyhvm top`: "running" (in or near
+        # KVM_RUN), "halted" (HLT, userspace irqchip) or "paused" (parked by a pause).
+        self.state = "running"
 
     def start(self) -> None:
         self.thread.start()
+
+    def in_guest(self) -> bool:
+        """Whether this vCPU may still be running guest code (what pause() waits out)."""
+        return self.thread.is_alive() and self.state == "running"
+
+    def adopt_counters(self, previous: "VcpuRunner") -> None:
+        """Carry a replaced runner's exit profile (a reboot) so totals never go back."""
+        self.exits = previous.exits
+        self.pio_exits = previous.pio_exits
+        self.mmio_exits = previous.mmio_exits
+        self.other_exits = previous.other_exits
 
     def kick(self) -> None:
         """Make the vCPU leave KVM_RUN soon (from any thread)."""
@@ -94,6 +111,8 @@ class VcpuRunner:
         if recorder is not None and recorder.wants("irq") and self.injector is not None:
             self.injector.trace = recorder.buffer(self.vcpu.id)
         try:
+            if self.machine.paused:  # a runner started by a reboot while paused
+                self._park()
             self._loop()
         except BaseException as err:  # a bug in pyhvm: stop the VM loudly, not silently
             log.exception("vCPU %d thread crashed", self.vcpu.id)
@@ -116,7 +135,7 @@ class VcpuRunner:
         trace = self.trace
         now = time.monotonic_ns
         t_exit = 0
-        exits = 0
+        exits = self.exits
         while not machine.stopping:
             if injector is not None:
                 injector.before_entry()
@@ -124,6 +143,9 @@ class VcpuRunner:
                 ioctl(fd, KVM_RUN, 0)
             except InterruptedError:
                 run_page.immediate_exit = 0
+                if machine.paused:
+                    self.exits = exits
+                    self._park()
                 continue
             if trace is not None:
                 t_exit = now()
@@ -185,6 +207,8 @@ class VcpuRunner:
                 self._halt()
             elif action in (Action.INTERRUPTED, Action.IRQ_WINDOW):
                 run_page.immediate_exit = 0
+                if machine.paused:  # a pause kick that landed while we handled this exit
+                    self._park()
             elif action is Action.SHUTDOWN:
                 machine.guest_died("triple fault (KVM_EXIT_SHUTDOWN)", vcpu)
             elif action is Action.FATAL:
@@ -197,8 +221,21 @@ class VcpuRunner:
         """Sleep until an interrupt or a stop can need this vCPU; never busy-wait."""
         injector = self.injector
         start = time.monotonic_ns()
+        self.state = "halted"
         while not self.machine.stopping and not (injector and injector.interrupt_pending()):
             self.wake.wait()
             self.wake.clear()
+        self.state = "running"
         if self.trace is not None:
             self.trace.add(_HALT, start, time.monotonic_ns() - start)
+        if self.machine.paused:  # woken by an interrupt while paused: inject it on resume
+            self._park()
+
+    def _park(self) -> None:
+        """Paused: out of the guest until resume() or a stop sets `wake` (both do)."""
+        machine = self.machine
+        self.state = "paused"
+        while machine.paused and not machine.stopping:
+            self.wake.wait()
+            self.wake.clear()
+        self.state = "running"
