@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,12 +162,81 @@ def run_pyhvm(*args: str, timeout: float = BOOT_TIMEOUT,
 
 
 def boot_pyhvm(elf: Path, cmdline: str, *extra: str, timeout: float = BOOT_TIMEOUT,
-               input: bytes | None = None) -> GuestRun:
-    """Boot the kit under pyhvm with cmdline; the guest's COM1 is pyhvm's stdout."""
-    proc = run_pyhvm("--kernel", str(elf), "--append", cmdline,
-                     "--max-seconds", str(int(timeout) - 5), *extra, timeout=timeout,
-                     input=input)
+               input: bytes | None = None, input_after: str | None = None) -> GuestRun:
+    """Boot the kit under pyhvm with cmdline; the guest's COM1 is pyhvm's stdout.
+
+    With input_after, `input` goes to the guest's COM1 only once the console has shown
+    that text (see run_with_console_input); otherwise it is there from the start.
+    """
+    args = ["--kernel", str(elf), "--append", cmdline, "--max-seconds", str(int(timeout) - 5),
+            *extra]
+    if input is not None and input_after is not None:
+        proc = run_with_console_input([sys.executable, "-m", "pyhvm", "run", *args], input,
+                                      input_after, timeout, cwd=REPO_ROOT)
+        return GuestRun(cmdline, proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                        proc.stderr.decode("utf-8", "replace"))
+    proc = run_pyhvm(*args, timeout=timeout, input=input)
     return GuestRun(cmdline, proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_with_console_input(command: Sequence[str], input: bytes, after: str | None,
+                           timeout: float, cwd: Path | None = None
+                           ) -> subprocess.CompletedProcess[bytes]:
+    """Run a VMM whose stdout is the guest console; write `input` to its stdin (then close
+    it) once stdout has shown `after` (at once if None).
+
+    A UART's init clears its receive FIFO, so bytes a VMM passes on before the guest's
+    driver is up are lost, on hardware as on QEMU: a guest that wants input says when it
+    is ready. On timeout the process is killed and subprocess.TimeoutExpired raised.
+    """
+    proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    out, err = bytearray(), bytearray()
+    marker = after.encode() if after is not None else b""
+    sent = False
+
+    def send() -> None:
+        nonlocal sent
+        sent = True
+        try:
+            stdin.write(input)
+            stdin.close()
+        except OSError:         # the VMM is gone already; its status says why
+            pass
+
+    def pump_stdout() -> None:
+        while chunk := os.read(stdout.fileno(), 65536):
+            out.extend(chunk)
+            if not sent and marker in out:
+                send()
+
+    def pump_stderr() -> None:
+        while chunk := os.read(stderr.fileno(), 65536):
+            err.extend(chunk)
+
+    if not marker:
+        send()
+    readers = [threading.Thread(target=pump_stdout, daemon=True),
+               threading.Thread(target=pump_stderr, daemon=True)]
+    for t in readers:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise subprocess.TimeoutExpired(list(command), timeout, bytes(out), bytes(err))
+    finally:
+        for t in readers:
+            t.join(timeout=5)
+        for f in (stdin, stdout, stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+    return subprocess.CompletedProcess(list(command), proc.returncode, bytes(out), bytes(err))
 
 
 # --- QEMU ---------------------------------------------------------------------------
@@ -184,18 +255,32 @@ def qemu_missing_reason() -> str | None:
     return None
 
 
-def qemu_command(elf: Path, cmdline: str, memory_mib: int = 128) -> list[str]:
+# QEMU's i8259 and i8254 in QEMU itself instead of KVM's (the local APIC moves too).
+QEMU_KERNEL_IRQCHIP_OFF = ("-machine", "kernel-irqchip=off")
+
+
+def qemu_command(elf: Path, cmdline: str, memory_mib: int = 128,
+                 extra_args: Sequence[str] = ()) -> list[str]:
     return [
         QEMU, "-enable-kvm", "-cpu", "qemu64", "-m", str(memory_mib),
         "-kernel", str(elf), "-append", cmdline,
         "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=4",
-        "-serial", "stdio", "-display", "none", "-no-reboot",
+        "-serial", "stdio", "-display", "none", "-no-reboot", *extra_args,
     ]
 
 
-def run_qemu(elf: Path, cmdline: str, timeout: float = 60) -> GuestRun:
-    """Boot the kit under QEMU with cmdline; the guest's COM1 is QEMU's stdout."""
-    proc = subprocess.run(qemu_command(elf, cmdline), capture_output=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+def run_qemu(elf: Path, cmdline: str, timeout: float = 60, extra_args: Sequence[str] = (),
+             input: bytes | None = None, input_after: str | None = None) -> GuestRun:
+    """Boot the kit under QEMU with cmdline; the guest's COM1 is QEMU's stdout.
+
+    extra_args go at the end of QEMU's command line (e.g. QEMU_KERNEL_IRQCHIP_OFF).
+    input goes to COM1 through stdin, once the console shows input_after if given.
+    """
+    command = qemu_command(elf, cmdline, extra_args=extra_args)
+    if input is None:
+        proc = subprocess.run(command, capture_output=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    else:
+        proc = run_with_console_input(command, input, input_after, timeout)
     return GuestRun(cmdline, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                     proc.stderr.decode("utf-8", "replace"))

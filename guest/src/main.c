@@ -20,6 +20,11 @@ static const struct scenario scenarios[] = {
     { "rtc", scn_rtc },
     { "echo", scn_echo },
     { "reset", scn_reset },
+    { "disk-identify", scn_disk_identify },
+    { "disk-verify", scn_disk_verify },
+    { "disk-seq", scn_disk_seq },
+    { "disk-overlap", scn_disk_overlap },
+    { "disk-flush", scn_disk_flush },
 };
 
 void kit_exit(uint32_t status)

@@ -26,5 +26,10 @@ int scn_pic(const struct multiboot_info *mbi);
 int scn_rtc(const struct multiboot_info *mbi);
 int scn_echo(const struct multiboot_info *mbi);
 int scn_reset(const struct multiboot_info *mbi);
+int scn_disk_identify(const struct multiboot_info *mbi);
+int scn_disk_verify(const struct multiboot_info *mbi);
+int scn_disk_seq(const struct multiboot_info *mbi);
+int scn_disk_overlap(const struct multiboot_info *mbi);
+int scn_disk_flush(const struct multiboot_info *mbi);
 
 #endif

@@ -17,7 +17,6 @@
  *    read between the poll and its EOI.
  *  - the level bits of a poll word with no request pending are undefined: only bit 7.
  */
-#include "cmdline.h"
 #include "io.h"
 #include "kit.h"
 #include "pic.h"
@@ -27,8 +26,11 @@
 #include "tsc.h"
 
 #define ONESHOT_COUNT 1193      /* 1 ms */
-#define EDGE_WAIT_US  3000      /* the one-shot (and an RTC period at 1024 Hz) is over */
-#define DELIVERY_US   50000     /* generous: the handler runs in the emulator here */
+/* Bounds, not delays: each wait ends when its condition holds. A VMM's timers can run
+ * late on a loaded host (QEMU's userspace RTC and PIT run in its main loop). */
+#define EDGE_MAX_US   200000    /* an edge shows up in IRR */
+#define IRR_POLL_US   100
+#define DELIVERY_US   200000    /* the handler runs in the emulator here */
 #define HELD_US       5000
 #define RTC_RS_1024HZ 6
 #define MAX_EVENTS    8
@@ -77,10 +79,23 @@ static void check(const char *name, int ok, uint64_t value)
     }
 }
 
-static void pit_edge(void)
+/* Wait until IRR of `chip` has all of `bits` (bounded); returns whether it did. */
+static int wait_irr(unsigned chip, uint8_t bits)
+{
+    uint64_t deadline = rdtsc() + tsc_us(EDGE_MAX_US);
+    do {
+        if ((pic_read_irr(chip) & bits) == bits)
+            return 1;
+        tsc_spin_us(IRR_POLL_US);
+    } while (rdtsc() < deadline);
+    return 0;
+}
+
+/* One rising edge on (masked) IRQ 0, latched in IRR when this returns 1. */
+static int pit_edge(void)
 {
     pit_oneshot(ONESHOT_COUNT);
-    tsc_spin_us(EDGE_WAIT_US);
+    return wait_irr(PIC_MASTER, 1u << PIT_IRQ);
 }
 
 /* Unmask the given IRQs (IRQ 16: none) and take interrupts until n came or time ran out. */
@@ -138,9 +153,9 @@ int scn_pic(const struct multiboot_info *mbi)
     check("isr-idle", isr_m == 0 && isr_s == 0, (uint64_t)isr_s << 8 | isr_m);
 
     /* An edge on masked IRQ 0 waits in IRR; it is delivered once unmasked. */
-    pit_edge();
+    int pending = pit_edge();
     uint8_t irr = pic_read_irr(PIC_MASTER);
-    check("irr-pending-while-masked", irr & 1, irr);
+    check("irr-pending-while-masked", pending && (irr & 1), irr);
     isr_m = pic_read_isr(PIC_MASTER);
     check("isr-clear-while-pending", !(isr_m & 1), isr_m);
     n_events = 0;
@@ -156,9 +171,10 @@ int scn_pic(const struct multiboot_info *mbi)
 
     /* IRQ 0 and IRQ 8 (through IR2) both pending: fixed priority takes IR0 first. */
     rtc_periodic_start(RTC_RS_1024HZ);
-    pit_edge();
+    pending = wait_irr(PIC_SLAVE, 1u << (RTC_IRQ - 8));
     irr = pic_read_irr(PIC_SLAVE);
-    check("irr-slave-pending-while-masked", irr & 1, irr);
+    check("irr-slave-pending-while-masked", pending && (irr & 1), irr);
+    pit_edge();
     n = deliver(PIT_IRQ, RTC_IRQ, 2);
     check("priority-fixed", n >= 2 && events[0].irq == PIT_IRQ && events[1].irq == RTC_IRQ,
           n >= 2 ? (uint64_t)events[0].irq << 8 | events[1].irq : n);
@@ -170,7 +186,8 @@ int scn_pic(const struct multiboot_info *mbi)
 
     /* Specific rotation: IR0 the lowest priority, so IR2 (the slave) goes first. */
     outb(PIC_MASTER_CMD, OCW2_SET_PRIORITY | PIT_IRQ);
-    pit_edge();                                 /* the RTC's line rose again meanwhile */
+    wait_irr(PIC_SLAVE, 1u << (RTC_IRQ - 8));   /* the RTC's next period */
+    pit_edge();
     n = deliver(PIT_IRQ, RTC_IRQ, 2);
     outb(PIC_MASTER_CMD, OCW2_SET_PRIORITY | 7);        /* back to IR0 highest */
     check("priority-rotated", n >= 2 && events[0].irq == RTC_IRQ && events[1].irq == PIT_IRQ,

@@ -13,6 +13,7 @@
  * IRQF and PF, and the flag checks hold (the rate itself is not judged: hosts are noisy).
  */
 #include "cmdline.h"
+#include "io.h"
 #include "kit.h"
 #include "pic.h"
 #include "rtc.h"
@@ -23,6 +24,7 @@
 #define DEFAULT_MS  500
 #define MAX_MS      60000
 #define PF_TRIES    3           /* the second read of C may race with the next period */
+#define PF_MAX_WAIT_US 200000
 
 static int date_valid(const struct rtc_time *t)
 {
@@ -57,12 +59,15 @@ int scn_rtc(const struct multiboot_info *mbi)
     uint64_t irqs = irq_count_for(&rtc_irqs, ms * tsc->khz);
     irq_detach(RTC_IRQ);
 
-    /* IRQ 8 is masked at the slave now; the RTC keeps setting its flags. */
-    uint64_t nominal_hz = 65536UL >> rs, wait_us = 2 * 1000000 / nominal_hz + 1000;
+    /* IRQ 8 is masked at the slave now; the RTC keeps setting its flags. Poll C until a
+     * period sets PF (bounded: a VMM's RTC timer can run late on a loaded host), then
+     * read it again at once: PF must be clear, unless the next period came in between. */
+    uint64_t period_us = 1000000 / (65536UL >> rs);
     uint8_t c1 = 0, c2 = 0;
     for (int i = 0; i < PF_TRIES; i++) {
-        tsc_spin_us(wait_us);         /* two periods: PF is set by then */
-        c1 = cmos_read(RTC_REG_C);
+        uint64_t deadline = rdtsc() + tsc_us(PF_MAX_WAIT_US + 2 * period_us);
+        while (!((c1 = cmos_read(RTC_REG_C)) & RTC_C_PF) && rdtsc() < deadline)
+            tsc_spin_us(period_us / 4 + 1);
         c2 = cmos_read(RTC_REG_C);
         if (!(c2 & RTC_C_PF))
             break;
@@ -79,7 +84,7 @@ int scn_rtc(const struct multiboot_info *mbi)
     kprintf("RESULT rtc ok=%d year=%u month=%u day=%u hour=%u minute=%u second=%u bcd=%d h24=%d "
             "rs=%lu nominal_hz=%lu periodic_hz=%lu irqs=%lu irqs_without_flags=%lu pf=%d irqf=%d "
             "pf_cleared=%d vrt=%d tsc_khz=%lu tsc_source=%s\n", ok, t.year, t.month, t.day,
-            t.hour, t.minute, t.second, t.bcd, t.h24, rs, nominal_hz, irqs * 1000 / ms, irqs,
+            t.hour, t.minute, t.second, t.bcd, t.h24, rs, 65536UL >> rs, irqs * 1000 / ms, irqs,
             rtc_irqs_without_pf, pf, irqf, pf_cleared, vrt, tsc->khz, tsc->source);
     return ok ? STATUS_OK : STATUS_FAIL;
 }

@@ -37,6 +37,15 @@ def _hz_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _kib_list(text: str) -> tuple[int, ...]:
+    from .ide import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _common_options(parser: argparse.ArgumentParser, default_reps: int) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of a table")
@@ -48,7 +57,7 @@ def _common_options(parser: argparse.ArgumentParser, default_reps: int) -> None:
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    from . import exits, pic, startup
+    from . import exits, ide, pic, startup
 
     bench = sub.add_parser("bench", help="measure pyhvm against a reference",
                            description="Benchmarks: configurations run interleaved, "
@@ -90,6 +99,35 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                     help="measure pyhvm only")
     pc.set_defaults(func=_cmd_pic)
 
+    dk = names.add_parser(
+        "ide", help="IDE DMA in the exit vs on workers, and QEMU: MB/s and overlap",
+        description="The paper's IDE experiment: sequential DMA reads and writes per "
+                    "command size and compute/I/O overlap, for pyhvm --ide-dma sync and "
+                    "concurrent and QEMU -drive if=ide, on one image in the page cache. "
+                    "Timed in the guest; a traced run per placement breaks one command down.")
+    _common_options(dk, ide.DEFAULT_REPS)
+    dk.add_argument("--mb", type=_positive_int, default=ide.DEFAULT_MB, metavar="N",
+                    help=f"MiB each run moves (default {ide.DEFAULT_MB}; within "
+                         f"{ide.MIN_COMMANDS} to {ide.MAX_COMMANDS} commands a run)")
+    dk.add_argument("--sizes", type=_kib_list, default=ide.DEFAULT_SIZES, metavar="LIST",
+                    help="KiB per command, comma-separated (default "
+                         f"{','.join(map(str, ide.DEFAULT_SIZES))}; at most {ide.MAX_KIB})")
+    dk.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
+    dk.set_defaults(func=_cmd_ide)
+
+    from . import trace as trace_bench
+
+    tr = names.add_parser(
+        "trace", help="what tracing costs one VM exit: off, on (exits), on (all)",
+        description="Exit cost (port 0x404 and the UART THR) with tracing off, with exit "
+                    "tracing and with every event group, beside the same loop with its "
+                    "trace sites removed and the C loop of `bench exits`; trace file size "
+                    "per exit and the cost of one trace check (timeit). Timed in the guest.")
+    _common_options(tr, trace_bench.DEFAULT_REPS)
+    tr.add_argument("--n", type=_positive_int, default=trace_bench.DEFAULT_N, metavar="N",
+                    help=f"exits per guest run (default {trace_bench.DEFAULT_N})")
+    tr.set_defaults(func=_cmd_trace)
+
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -119,6 +157,24 @@ def _cmd_pic(args: argparse.Namespace) -> int:
     return _report(args, lambda: pic.measure(reps=args.reps, ms=args.ms, hzs=args.hz,
                                              kernel=args.kernel, qemu=not args.no_qemu,
                                              show_progress=True), pic.render)
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from . import trace as trace_bench
+
+    return _report(args, lambda: trace_bench.measure(n=args.n, reps=args.reps,
+                                                     kernel=args.kernel,
+                                                     show_progress=not args.json),
+                   trace_bench.render)
+
+
+def _cmd_ide(args: argparse.Namespace) -> int:
+    from . import ide
+
+    # Progress goes to stderr even with --json: a default run takes minutes.
+    return _report(args, lambda: ide.measure(reps=args.reps, mb=args.mb, sizes=args.sizes,
+                                             kernel=args.kernel, qemu=not args.no_qemu,
+                                             show_progress=True), ide.render)
 
 
 def _report(args: argparse.Namespace, measure: Callable[[], dict[str, Any]],

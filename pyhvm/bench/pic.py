@@ -9,7 +9,9 @@ From the medians, per Hz and configuration:
 - overhead: the share of compute lost against the same configuration at 0 Hz,
   `1 - rate_hz / rate_0` where rate is work per TSC cycle;
 - cost per interrupt: that loss spread over the ticks the guest took,
-  `overhead * ms * 1000 / ticks` microseconds.
+  `overhead * ms * 1000 / ticks` microseconds, where `ms` is the timed part measured with
+  the TSC rate the VMM told the guest (see `reference_tsc_khz`: QEMU's qemu64 guest
+  calibrates against the PIT, which a loaded host can throw far off).
 Ratio names: `_work_` compares work, `_cost_` compares the compute lost (overhead) and
 `_cost_per_irq_` the microseconds per interrupt.
 
@@ -29,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from . import common
 from .common import BenchError, GuestRun
@@ -45,6 +47,7 @@ QEMU_IRQCHIP = {"user": "kernel-irqchip=off", "kernel": "kernel-irqchip=on"}
 SLACK_S = 30.0                # beyond ms: boot and exit, generous for a loaded host
 QEMU_SLACK_S = 60.0
 TOP_EXITS = 5
+TSC_TOLERANCE = 0.01          # a guest's own TSC rate further off than this is reported
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ def guest_append(ms: int, hz: int) -> str:
 
 
 def pyhvm_command(kernel: Path, append: str, irqchip: str) -> list[str]:
+    """As a user would type it; the benchmark adds COM1 to a file, --max-seconds and
+    --stats (common.run_guest_pyhvm)."""
     return [*common.pyhvm_command(), "run", "--kernel", str(kernel), "--append", append,
             "-m", f"{RAM_MIB}M", "--irqchip", irqchip]
 
@@ -154,6 +159,11 @@ def run_qemu(kernel: Path, config: Config, ms: int) -> Sample:
     run = GuestRun(proc.returncode, proc.stdout.decode("utf-8", "replace"),
                    proc.stderr.decode("utf-8", "replace"), time.monotonic() - start)
     common.check_guest_run(who, run, append)
+    if not common.parse_results(run.output):
+        # QEMU's own errors (a bad -machine option) exit with 1, the guest's OK status too
+        tail = " ".join(run.stderr.strip().split())[-common.STDERR_TAIL:]
+        raise BenchError(f"{who} ended with status {run.status} and no RESULT line"
+                         + (f": {tail}" if tail else ""))
     return sample_from(run, ms, config.hz)
 
 
@@ -254,12 +264,25 @@ def overhead(rate_hz: float, rate_0: float) -> float | None:
     return 1.0 - rate_hz / rate_0
 
 
-def cost_per_irq_us(lost: float | None, ms: int, ticks: float) -> float | None:
-    """Microseconds of compute each interrupt took: the lost share of the timed part,
-    divided by the ticks the guest counted (None where it counted none)."""
+def cost_per_irq_us(lost: float | None, seconds: float, ticks: float) -> float | None:
+    """Microseconds of compute each interrupt took: the lost share of the timed part
+    (`seconds`, i.e. ms / 1000 where the guest's TSC calibration is right), divided by the
+    ticks the guest counted (None where it counted none)."""
     if lost is None or ticks <= 0:
         return None
-    return lost * ms * 1000.0 / ticks
+    return lost * seconds * 1e6 / ticks
+
+
+def reference_tsc_khz(samples: Iterable[Sample]) -> tuple[int, str]:
+    """The TSC rate to turn cycles into seconds, and where it came from. A guest told the
+    rate by its VMM (CPUID leaf 0x40000010, which pyhvm offers) knows it exactly; one that
+    measured it against the PIT (QEMU's qemu64 CPU) can be far off on a loaded host. Both
+    guests read the same host TSC, so the announced rate serves every run."""
+    samples = list(samples)
+    told = [s.tsc_khz for s in samples if s.tsc_source.startswith("cpuid")]
+    if told:
+        return int(common.median(told)), "cpuid"
+    return int(common.median(s.tsc_khz for s in samples)), "guest calibration"
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -284,6 +307,8 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
               host: dict[str, Any]) -> dict[str, Any]:
     """Runs, ratios and the exit profile from the samples; no KVM needed (unit-tested)."""
     runs = []
+    every = [s for outcome in outcomes.values() if _ok(outcome) for s in outcome.samples]
+    ref_khz, ref_source = reference_tsc_khz(every) if every else (0, "none")
     lost: dict[Config, float | None] = {}
     cost: dict[Config, float | None] = {}
     rates: dict[Config, float] = {}
@@ -299,9 +324,12 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
             continue
         samples = outcome.samples
         rates[config] = common.median(s.rate for s in samples)
+        seconds = [s.cycles / (ref_khz * 1000.0) for s in samples]
         metrics: dict[str, Any] = {
             "work": int(common.median(s.work for s in samples)),
             "work_reps": [s.work for s in samples],
+            **common.metric("mwork_per_s", [s.rate * ref_khz / 1000.0 for s in samples], 2),
+            **common.metric("timed_ms", [t * 1000.0 for t in seconds], 2),
             "ticks": int(common.median(s.ticks for s in samples)),
             "ticks_reps": [s.ticks for s in samples],
             "cycles": int(common.median(s.cycles for s in samples)),
@@ -318,12 +346,13 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
                 paired = [overhead(s.rate, b.rate) for s, b in zip(samples, base.samples)]
             else:
                 lost[config], paired = None, []
-            cost[config] = cost_per_irq_us(lost[config], ms, ticks)
+            cost[config] = cost_per_irq_us(lost[config], common.median(seconds), ticks)
             metrics["overhead_pct"] = _pct(lost[config])
             metrics["overhead_pct_reps"] = [_pct(p) for p in paired]
             metrics["cost_us_per_irq"] = _round(cost[config], 2)
             metrics["cost_us_per_irq_reps"] = [
-                _round(cost_per_irq_us(p, ms, s.ticks), 2) for p, s in zip(paired, samples)]
+                _round(cost_per_irq_us(p, t, s.ticks), 2)
+                for p, t, s in zip(paired, seconds, samples)]
         metrics.update(common.metric("wall_s", [s.wall_s for s in samples]))
         exits = [s.stats["exits"] for s in samples if s.stats and "exits" in s.stats]
         if exits:
@@ -333,7 +362,10 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
 
     hzs = sorted({config.hz for config in outcomes})
     has_qemu = any(config.vmm == "qemu" for config in outcomes)
-    ratios: dict[str, float | None] = {}
+    # The noise gauge: every 0 Hz run does the same work, so their spread is the host's.
+    idle = [s.rate for c, o in outcomes.items() if c.hz == 0 and _ok(o) for s in o.samples]
+    ratios: dict[str, float | None] = {
+        "noise_0hz_max_over_min": _ratio_of(max(idle), min(idle)) if idle else None}
     for hz in hzs:
         pair = [rates.get(Config("pyhvm", p, hz)) for p in ("kernel", "user")]
         ratios[f"kernel_over_user_work_{hz}hz"] = _ratio_of(*pair)
@@ -348,8 +380,9 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
                 ratios[f"{prefix}_cost_{hz}hz"] = _ratio_of(lost.get(ours), lost.get(theirs))
                 ratios[f"{prefix}_cost_per_irq_{hz}hz"] = _ratio_of(cost.get(ours),
                                                                      cost.get(theirs))
+    host = {**host, "tsc_khz_reference": ref_khz, "tsc_khz_reference_source": ref_source}
     result = common.envelope("pic", host, runs, ratios)
-    result["profile"] = exit_profile(outcomes, hzs, ms)
+    result["profile"] = exit_profile(outcomes, hzs, ms, ref_khz)
     return result
 
 
@@ -374,7 +407,7 @@ def flat_exits(stats: dict[str, Any]) -> dict[str, int]:
 
 
 def _placement_profile(outcomes: dict[Config, Outcome], placement: str, hz: int,
-                       ms: int) -> dict[str, Any]:
+                       ref_khz: int) -> dict[str, Any]:
     """One placement's exit profile at `hz`, and what the timer added over 0 Hz."""
     outcome = outcomes.get(Config("pyhvm", placement, hz))
     if not _ok(outcome):
@@ -392,12 +425,13 @@ def _placement_profile(outcomes: dict[Config, Outcome], placement: str, hz: int,
         base = base_outcome.samples[_median_rep(base_outcome.samples)].stats
     exits, base_exits = flat_exits(stats), flat_exits(base) if base else {}
     extra = {k: n - base_exits.get(k, 0) for k, n in exits.items()}
-    seconds = ms / 1000.0
+    seconds = sample.cycles / (ref_khz * 1000.0)
     total = int(stats.get("exits", sum(exits.values())))
     timer_exits = total - int(base["exits"]) if base and "exits" in base else None
     top = sorted(exits, key=lambda k: (-extra[k], -exits[k], k))[:TOP_EXITS]
     profile: dict[str, Any] = {
         "rep": rep + 1,
+        "timed_s": round(seconds, 4),
         "guest_ticks": sample.ticks,
         "exits": total,
         "exits_0hz": int(base["exits"]) if base and "exits" in base else None,
@@ -415,28 +449,33 @@ def _placement_profile(outcomes: dict[Config, Outcome], placement: str, hz: int,
     return profile
 
 
-def exit_profile(outcomes: dict[Config, Outcome], hzs: Sequence[int],
-                 ms: int) -> dict[str, Any]:
+def exit_profile(outcomes: dict[Config, Outcome], hzs: Sequence[int], ms: int,
+                 ref_khz: int) -> dict[str, Any]:
     """Both placements' profiles at the profile rate, and the exits the kernel placement
     does without (per second of compute, beyond each placement's own 0 Hz run)."""
     hz = profile_hz(hzs)
-    placements = {p: _placement_profile(outcomes, p, hz, ms) for p in PLACEMENTS}
+    placements = {p: _placement_profile(outcomes, p, hz, ref_khz) for p in PLACEMENTS}
     result: dict[str, Any] = {"hz": hz, "ms": ms, "placements": placements}
     user, kern = placements["user"], placements["kernel"]
     if "error" in user or "error" in kern or user["exits_by_kind_0hz"] is None \
             or kern["exits_by_kind_0hz"] is None:
         result["difference"] = None
         return result
-    seconds = ms / 1000.0
 
-    def extra_per_s(profile: dict[str, Any], key: str) -> float:
-        n = profile["exits_by_kind"].get(key, 0) - profile["exits_by_kind_0hz"].get(key, 0)
-        return round(n / seconds, 1)
+    def extra(profile: dict[str, Any], key: str) -> int:
+        return profile["exits_by_kind"].get(key, 0) - profile["exits_by_kind_0hz"].get(key, 0)
 
-    keys = set(user["exits_by_kind"]) | set(kern["exits_by_kind"])
-    rows = [{"exit": k, "user_per_s": extra_per_s(user, k), "kernel_per_s": extra_per_s(kern, k)}
-            for k in keys]
-    rows = [r for r in rows if r["user_per_s"] != r["kernel_per_s"]]
+    rows = []
+    for key in sorted(set(user["exits_by_kind"]) | set(kern["exits_by_kind"])):
+        n_user, n_kern = extra(user, key), extra(kern, key)
+        if n_user == n_kern:
+            continue
+        rows.append({"exit": key,
+                     "user_per_s": round(n_user / user["timed_s"], 1),
+                     "kernel_per_s": round(n_kern / kern["timed_s"], 1),
+                     # what each tick the guest took cost in exits, user placement
+                     "user_per_tick": (round(n_user / user["guest_ticks"], 2)
+                                       if user["guest_ticks"] else None)})
     rows.sort(key=lambda r: (-(r["user_per_s"] - r["kernel_per_s"]), r["exit"]))
     result["difference"] = rows
     return result
@@ -447,16 +486,18 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
-def _spread(values: Sequence[float | None], digits: int) -> str:
-    """`median (min-max)` as common writes it; `median (min to max)` where a figure is
-    negative (noise can make a small loss negative), so that no minus sign reads as a dash."""
-    clean = [v for v in values if v is not None]
-    if not clean:
+def _with_range(value: float | None, reps: Sequence[float | None], digits: int) -> str:
+    """`figure (min-max)`: the figure from the medians, and how far the repetitions (each
+    paired with its own 0 Hz run) strayed; `min to max` where one is negative, so that no
+    minus sign reads as a dash (noise can make a small loss negative)."""
+    if value is None:
         return "n/a"
-    if min(clean) >= 0:
-        return common.fmt_spread(clean, digits)
-    return (f"{common.median(clean):.{digits}f} ({min(clean):.{digits}f} to "
-            f"{max(clean):.{digits}f})")
+    clean = [v for v in reps if v is not None]
+    if len(clean) < 2:
+        return f"{value:.{digits}f}"
+    low, high = min(clean), max(clean)
+    between = " to " if low < 0 else "-"
+    return f"{value:.{digits}f} ({low:.{digits}f}{between}{high:.{digits}f})"
 
 
 def goals(result: dict[str, Any]) -> list[str]:
@@ -491,11 +532,16 @@ def goals(result: dict[str, Any]) -> list[str]:
     if qemu_gain is not None:
         text += f", {(qemu_gain - 1) * 100:+.1f} % (QEMU)"
     lines.append(text + "; the paper: +10 % (Xen, PIC moved into the hypervisor)")
+    noise = result["ratios"].get("noise_0hz_max_over_min")
+    if noise is not None:
+        lines.append(f"noise: the 0 Hz runs, all doing the same work, differ by up to "
+                     f"{(noise - 1) * 100:.1f} % (fastest over slowest); differences between "
+                     f"configurations smaller than that are this host's noise, not a finding")
     return lines
 
 
 def render_profile(profile: dict[str, Any]) -> list[str]:
-    hz, ms = profile["hz"], profile["ms"]
+    hz = profile["hz"]
     lines = [f"why: exit profile of one pyhvm run per placement at {hz} Hz (the repetition "
              f"with the median work), less its 0 Hz run, per second of compute"]
     placements = profile["placements"]
@@ -507,7 +553,7 @@ def render_profile(profile: dict[str, Any]) -> list[str]:
         parts = [f"{p['exits']} exits in the run ({_fmt(p['exits_0hz'], 0)} at 0 Hz)",
                  f"{_fmt(p['timer_exits_per_s'])} timer exits/s",
                  f"{_fmt(p['timer_exits_per_tick'], 2)} per guest tick "
-                 f"({p['guest_ticks']} ticks in {ms} ms)"]
+                 f"({p['guest_ticks']} ticks in {p['timed_s'] * 1000:.0f} ms)"]
         if "interrupts_injected" in p:
             parts.append(f"{p['interrupts_injected']} injected by KVM_INTERRUPT, "
                          f"{p.get('interrupt_windows', 0)} interrupt windows")
@@ -527,8 +573,9 @@ def render_profile(profile: dict[str, Any]) -> list[str]:
     else:
         gone = [d for d in diff if d["kernel_per_s"] <= 0 < d["user_per_s"]]
         lines.append("  exits/s the timer adds, user vs kernel placement:")
-        rows = [[d["exit"], _fmt(d["user_per_s"]), _fmt(d["kernel_per_s"])] for d in diff]
-        table = common.format_table(["exit", "user /s", "kernel /s"], rows)
+        rows = [[d["exit"], _fmt(d["user_per_s"]), _fmt(d["user_per_tick"], 2),
+                 _fmt(d["kernel_per_s"])] for d in diff]
+        table = common.format_table(["exit", "user /s", "user /tick", "kernel /s"], rows)
         lines += ["    " + line for line in table.splitlines()]
         if gone:
             lines.append("  gone in the kernel placement: "
@@ -543,8 +590,10 @@ def render(result: dict[str, Any]) -> str:
     ms, reps = first["ms"], first["reps"]
     sources = sorted({r["metrics"]["tsc_source"] for r in runs if "tsc_source" in r["metrics"]})
     header = (f"pyhvm bench pic: guest kit 'scenario=compute ms={ms} hz=N', CPL 3 work while "
-              f"the PIT ticks at N Hz; {reps} repetitions interleaved, median (min-max); "
-              f"timed in the guest with the TSC ({', '.join(sources) or '?'})")
+              f"the PIT ticks at N Hz; {reps} repetitions interleaved, median (min-max),\n"
+              f"timed in the guest with the TSC ({', '.join(sources) or '?'}); compute lost "
+              f"and us per interrupt from the medians (range: each repetition against its "
+              f"own 0 Hz run)")
     rows, failures = [], []
     for run in runs:
         c, m = run["config"], run["metrics"]
@@ -554,17 +603,15 @@ def render(result: dict[str, Any]) -> str:
             rows.append([*name, "FAILED", "", "", ""])
             failures.append(f"{c['vmm']} {where} {c['hz']} Hz failed: {m['error']}")
             continue
-        work = common.fmt_spread([w / 1e6 for w in m["work_reps"]], 1)
+        work = common.fmt_spread(m["mwork_per_s_reps"], 1)
         if c["hz"]:
-            over = _spread(m["overhead_pct_reps"], 2) if m["overhead_pct"] is not None \
-                else "n/a"
-            cost = _spread(m["cost_us_per_irq_reps"], 1) if m["cost_us_per_irq"] is not None \
-                else "n/a"
+            over = _with_range(m["overhead_pct"], m["overhead_pct_reps"], 2)
+            cost = _with_range(m["cost_us_per_irq"], m["cost_us_per_irq_reps"], 1)
         else:
             over = cost = "baseline"
         rows.append([*name, work, str(m["ticks"]), over, cost])
     table = common.format_table(
-        ["Hz", "vmm", "placement", "work (M steps)", "ticks", "compute lost %",
+        ["Hz", "vmm", "placement", "work (M steps/s)", "ticks", "compute lost %",
          "us per interrupt"], rows)
     ratios = result["ratios"]
     hzs = sorted({r["config"]["hz"] for r in runs})
@@ -583,6 +630,17 @@ def render(result: dict[str, Any]) -> str:
         ratio_headers += ["QEMU kernel/user work", "kernel: lost pyhvm/QEMU",
                           "kernel: us/irq pyhvm/QEMU", "user: lost pyhvm/QEMU",
                           "user: us/irq pyhvm/QEMU"]
+    reference = result["host"].get("tsc_khz_reference")
+    for run in runs:
+        own = run["metrics"].get("tsc_khz")
+        if reference and own and abs(own - reference) > reference * TSC_TOLERANCE:
+            c = run["config"]
+            failures.append(
+                f"note: the guest under {c['vmm']} {c.get('qemu_machine', c['irqchip'])} "
+                f"{c['hz']} Hz calibrated its TSC at {own} kHz "
+                f"({run['metrics']['tsc_source']}); timed with the {reference} kHz "
+                f"{result['host'].get('tsc_khz_reference_source')} told, it ran "
+                f"{run['metrics']['timed_ms']:.0f} ms")
     lines = [header, "", table]
     if failures:
         lines += ["", *failures]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -94,3 +95,42 @@ def test_stat_passes_a_failing_guest_status_through(guestkit: Path) -> None:
                   "--irqchip", "user", "--max-seconds", str(BOOT_TIMEOUT - 5))
     assert proc.returncode == (2 << 1) | 1, proc.stderr  # STATUS_USAGE
     assert "VM exits by reason" in proc.stderr
+
+
+def test_kernel_trace_sees_every_port_write(guestkit: Path) -> None:
+    """tracefs (root only): the kernel's kvm_pio events for the guest's N writes to the
+    unclaimed port, on the monotonic clock pyhvm uses; nothing left enabled or mounted."""
+    from pyhvm.trace import tracefs
+
+    reason = tracefs.unavailable_reason(mount=True)
+    if reason:
+        pytest.skip(f"kernel tracing unavailable: {reason}")
+    mounts_before = Path("/proc/mounts").read_text().count(" tracefs ")
+    capture = tracefs.KernelTrace([os.getpid()], mount=True)  # children follow
+    start = time.monotonic_ns()
+    try:
+        capture.start()
+    except tracefs.KernelTraceUnavailable as err:
+        pytest.skip(f"kernel tracing unavailable: {err}")
+    instance = capture.instance
+    try:
+        run = boot_pyhvm(guestkit, f"scenario=exits n={N_EXITS} port={PORT:#x}")
+    finally:
+        capture.stop()
+    end = time.monotonic_ns()
+    assert run.status == STATUS_OK, run.describe()
+    assert "kvm_pio" in capture.enabled
+    events = capture.events()
+    assert capture.lost == 0
+    assert tracefs.count(events, "kvm_pio", port=PORT, write=1, count=1) == N_EXITS
+    if "kvm_userspace_exit" in capture.enabled:  # an unclaimed port exits to pyhvm
+        assert tracefs.count(events, "kvm_userspace_exit", reason="KVM_EXIT_IO") >= N_EXITS
+    assert all(e.tid != os.getpid() for e in events)  # the child's vCPU thread, not us
+    if capture.clock_used == "mono":  # the clock of time.monotonic_ns()
+        assert all(start <= e.ts_ns <= end for e in events)
+    records = capture.records()
+    assert sum(1 for r in records if r.kind is tracefs.KernelKind.KVM_PIO
+               and r.a == PORT) >= N_EXITS
+    assert instance is not None and not os.path.exists(instance)
+    assert capture.instance is None and capture.mountpoint is None and not capture.leftover
+    assert Path("/proc/mounts").read_text().count(" tracefs ") == mounts_before
