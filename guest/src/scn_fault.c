@@ -1,6 +1,9 @@
 /*
  * fault: a deliberate exception with the IDT in place, to exercise the PANIC path.
- *   fault [kind=ud|de|gp|pf] [cpl=0|3]
+ *   fault [kind=ud|de|gp|pf|bp] [cpl=0|3]
+ * kind=bp executes int3; on hosts whose KVM emulates CPL 0 code without int3 (host.md) that
+ * ends the run with an emulation failure instead, which is how the VMM's diagnostic for
+ * KVM_EXIT_INTERNAL_ERROR is tested.
  * Prints "RESULT fault expect=panic vector=N cpl=C", then the handler prints
  * "PANIC vector=N ..." and the guest exits with status 3 (STATUS_PANIC).
  */
@@ -18,7 +21,7 @@ struct fault_kind {
 };
 
 static const struct fault_kind kinds[] = {
-    { "ud", 6 }, { "de", 0 }, { "gp", 13 }, { "pf", 14 },
+    { "ud", 6 }, { "de", 0 }, { "gp", 13 }, { "pf", 14 }, { "bp", 3 },
 };
 
 static uint64_t raise_fault(void *arg)          /* CPL 0 or CPL 3 */
@@ -33,6 +36,9 @@ static uint64_t raise_fault(void *arg)          /* CPL 0 or CPL 3 */
         break;
     case 14:
         __asm__ volatile("movq (%0), %%rax" :: "r"(UNMAPPED_ADDR) : "rax", "memory");
+        break;
+    case 3:
+        __asm__ volatile("int3");
         break;
     default:
         __asm__ volatile("ud2");

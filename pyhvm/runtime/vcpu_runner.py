@@ -20,7 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..kvm.constants import KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_RUN
-from ..kvm.exits import IoExit, decode
+from ..kvm.exits import FailEntryExit, InternalErrorExit, IoExit, decode
 from ..kvm.structs import _run_io, kvm_run
 from ..trace.records import Kind
 from .dispatch import MMIO_DATA_OFFSET, Action, handle_exit
@@ -42,6 +42,17 @@ _EXIT_PIO, _EXIT_MMIO, _EXIT_OTHER, _HALT = (int(Kind.EXIT_PIO), int(Kind.EXIT_M
                                           int(Kind.EXIT_OTHER), int(Kind.HALT))
 _ALL_ONES = {1: b"\xff", 2: b"\xff" * 2, 4: b"\xff" * 4, 8: b"\xff" * 8}
 KICK_SIGNAL = signal.SIGUSR1
+
+
+def describe_fatal(exit: object) -> str:
+    """One line for an exit KVM cannot continue from."""
+    if isinstance(exit, InternalErrorExit):
+        data = " ".join(f"{word:#x}" for word in exit.data)
+        return f"{exit.describe()} (KVM_EXIT_INTERNAL_ERROR suberror {exit.suberror}; {data})"
+    if isinstance(exit, FailEntryExit):
+        return (f"VM entry failed (KVM_EXIT_FAIL_ENTRY, hardware reason "
+                f"{exit.hardware_entry_failure_reason:#x} on CPU {exit.cpu})")
+    return f"unexpected exit {exit}"
 
 
 def install_kick_handler() -> None:
@@ -212,7 +223,7 @@ class VcpuRunner:
             elif action is Action.SHUTDOWN:
                 machine.guest_died("triple fault (KVM_EXIT_SHUTDOWN)", vcpu)
             elif action is Action.FATAL:
-                machine.guest_died(f"KVM cannot continue: {exit}", vcpu)
+                machine.guest_died(f"KVM cannot continue: {describe_fatal(exit)}", vcpu)
             self.exits = exits
         self.exits = exits
         run_page.immediate_exit = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guestkit import STATUS_OK, STATUS_USAGE, boot_pyhvm, run_pyhvm
+from tests.guestkit import STATUS_OK, STATUS_PANIC, STATUS_USAGE, boot_pyhvm, parse_results, run_pyhvm
 
 pytestmark = pytest.mark.kvm
 
@@ -137,3 +138,57 @@ def test_fastest_pit_rate_does_not_starve_ctrl_c(guestkit: Path, irqchip: str) -
             proc.wait()
     assert proc.returncode == 130, stderr
     assert b"Traceback" not in stderr
+
+
+def test_console_input_reaches_the_guest_through_the_uart(guestkit: Path) -> None:
+    """Bytes written to pyhvm's stdin arrive in the 16550's receive FIFO, in order, none lost
+    (sent once the guest has programmed the UART: bytes that arrive earlier are flushed by
+    the guest's own FIFO reset, as on hardware)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyhvm", "run", "--kernel", str(guestkit), "--append",
+         "scenario=echo n=40", "--max-seconds", "30"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        line = b""
+        while not line.startswith(b"echo: waiting"):
+            line = proc.stdout.readline()
+            assert line, "guest ended before asking for input"
+        message = b"0123456789abcdefghijklmnopqrstuvwxyzABCD"  # more than one 16-byte FIFO
+        proc.stdin.write(message)
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    result = next(r for r in parse_results(out.decode()) if r.scenario == "echo")
+    assert result.num("got") == 40
+    assert bytes.fromhex(result["hex"]) == message
+
+
+@pytest.mark.parametrize("irqchip", ["kernel", "user"])
+def test_i8042_reset_reboots_or_stops_with_no_reboot(guestkit: Path, irqchip: str) -> None:
+    stopped = boot_pyhvm(guestkit, "scenario=reset", "--no-reboot", "--irqchip", irqchip)
+    assert stopped.returncode == 0, stopped.describe()
+    assert stopped.lines().count("RESULT reset writing=0xfe") == 1
+    rebooted = run_pyhvm("--kernel", str(guestkit), "--append", "scenario=reset",
+                         "--irqchip", irqchip, "--max-seconds", "2")
+    assert rebooted.returncode == 124  # it kept rebooting until --max-seconds
+    assert rebooted.stdout.count("pyhvm guest kit") >= 2  # booted again after the reset
+    assert "Traceback" not in rebooted.stderr
+
+
+def test_emulation_failure_stops_with_a_diagnostic(guestkit: Path) -> None:
+    """int3 at CPL 0: this host's KVM cannot emulate it (host.md) and reports an internal
+    error, which pyhvm turns into a register dump with the bytes at RIP; a host with
+    hardware VT delivers #BP to the guest, which panics."""
+    run = boot_pyhvm(guestkit, "scenario=fault kind=bp")
+    assert "Traceback" not in run.stderr
+    if os.path.exists("/sys/module/kvm_pvm"):
+        assert run.returncode == 2, run.describe()
+        assert "instruction emulation failed" in run.stderr
+        assert "code at rip: cc" in run.stderr  # the int3 itself
+    else:
+        assert run.status == STATUS_PANIC, run.describe()
