@@ -25,6 +25,39 @@ class IrqLine(Protocol):
     def set_level(self, level: bool) -> None: ...
 
 
+ACCESS_SIZES = (1, 2, 4, 8)
+
+
+def check_access_size(size: int) -> None:
+    """Buses only produce these sizes; anything else is a pyhvm bug, not guest input."""
+    if size not in ACCESS_SIZES:
+        raise ValueError(f"access size must be 1, 2, 4 or 8 bytes, got {size}")
+
+
+class ByteRegisters:
+    """For ISA-style devices whose registers are bytes: a wider access is successive byte
+    cycles on consecutive ports, lowest address in the lowest byte, as the ISA bus does it.
+    Subclasses implement `_read_byte(offset)` and `_write_byte(offset, value)`."""
+
+    def read(self, offset: int, size: int) -> int:
+        check_access_size(size)
+        value = 0
+        for lane in range(size):
+            value |= self._read_byte(offset + lane) << (8 * lane)
+        return value
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        check_access_size(size)
+        for lane in range(size):
+            self._write_byte(offset + lane, (value >> (8 * lane)) & 0xFF)
+
+    def _read_byte(self, offset: int) -> int:
+        raise NotImplementedError
+
+    def _write_byte(self, offset: int, value: int) -> None:
+        raise NotImplementedError
+
+
 class NullIrqLine:
     """A line wired to nothing: used until an interrupt controller exists."""
 

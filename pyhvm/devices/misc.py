@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyhvm.devices.base import Device
+from pyhvm.devices.base import ByteRegisters, Device, check_access_size
 
 UNMAPPED_BYTE = 0xFF  # a byte lane past the device floats high on ISA
 
 POST_CODE_PORT = 0x80  # firmware progress codes; Linux also writes here as an I/O delay
 DEFAULT_POST_CODE = 0x00
 
-
-def _check_size(size: int) -> None:
-    if size not in (1, 2, 4, 8):
-        raise ValueError(f"access size must be 1, 2, 4 or 8 bytes, got {size}")
 
 
 def _lanes_above_unmapped(size: int) -> int:
@@ -45,13 +41,13 @@ class PostCode:
         return self._last
 
     def read(self, offset: int, size: int) -> int:
-        _check_size(size)
+        check_access_size(size)
         if offset != 0:
             return (1 << (8 * size)) - 1
         return self._last | _lanes_above_unmapped(size)
 
     def write(self, offset: int, size: int, value: int) -> None:
-        _check_size(size)
+        check_access_size(size)
         if offset != 0:
             return
         self._last = value & 0xFF
@@ -105,7 +101,7 @@ DEFAULT_CCB = CCB_SYS | CCB_XLATE  # as firmware leaves it after POST, interrupt
 DEFAULT_OUTPUT_PORT = OUTPUT_RESET | OUTPUT_A20  # running, A20 on (KVM cannot mask it)
 
 
-class I8042:
+class I8042(ByteRegisters):
     """Just enough of the 8042 keyboard controller to reboot the machine and pass a probe.
 
     Emulated: status register, command byte, self-test, output port (reset through 0xD1 or
@@ -134,18 +130,6 @@ class I8042:
         self._out_full = False
         self._last_was_command = False
         self._awaiting: int | None = None  # a command that wants a data byte
-
-    def read(self, offset: int, size: int) -> int:
-        _check_size(size)
-        value = 0
-        for lane in range(size):
-            value |= self._read_byte(offset + lane) << (8 * lane)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        _check_size(size)
-        for lane in range(size):
-            self._write_byte(offset + lane, (value >> (8 * lane)) & 0xFF)
 
     def status(self) -> int:
         """The status register, without side effects."""
@@ -224,12 +208,12 @@ class _PortView:
         self._offset = offset
 
     def read(self, offset: int, size: int) -> int:
-        _check_size(size)
+        check_access_size(size)
         if offset != 0:
             return (1 << (8 * size)) - 1
         return (self._device.read(self._offset, 1)) | _lanes_above_unmapped(size)
 
     def write(self, offset: int, size: int, value: int) -> None:
-        _check_size(size)
+        check_access_size(size)
         if offset == 0:
             self._device.write(self._offset, 1, value & 0xFF)

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from pyhvm.devices.base import Clock, Device, IrqLine, TimerHandle
+from pyhvm.devices.base import ByteRegisters, Clock, Device, IrqLine, TimerHandle, check_access_size
 
 PIT_HZ = 1_193_182  # input clock of every counter on a PC (14.31818 MHz / 12)
 NS_PER_S = 1_000_000_000
@@ -217,10 +217,6 @@ def _check(name: str, value: int, low: int, high: int | None) -> None:
     if not isinstance(value, int) or value < low or (high is not None and value > high):
         raise ValueError(f"{name} = {value!r} is outside {low}..{high}")
 
-
-def _check_size(size: int) -> None:
-    if size not in (1, 2, 4, 8):
-        raise ValueError(f"access size must be 1, 2, 4 or 8 bytes, got {size}")
 
 
 def tick_at(ns: int) -> int:
@@ -423,7 +419,7 @@ class _Counter:
                 self.pending_count, self.transfer_tick = None, None
 
 
-class Pit8254:
+class Pit8254(ByteRegisters):
     """An 8254 mapped at 0x40 (offsets 0-3) and `port61` mapped at 0x61."""
 
     def __init__(self, clock: Clock, irq0: IrqLine, *, lost_tick_policy: str = "delay") -> None:
@@ -491,19 +487,6 @@ class Pit8254:
         self._stats = state.stats
 
     # -- guest side --------------------------------------------------------------------------
-
-    def read(self, offset: int, size: int) -> int:
-        """A wider access is successive byte cycles on consecutive ports, as ISA does it."""
-        _check_size(size)
-        value = 0
-        for lane in range(size):
-            value |= self._read_byte(offset + lane) << (8 * lane)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        _check_size(size)
-        for lane in range(size):
-            self._write_byte(offset + lane, (value >> (8 * lane)) & 0xFF)
 
     def _read_byte(self, offset: int) -> int:
         if COUNTER0_OFFSET <= offset <= COUNTER2_OFFSET:
@@ -692,13 +675,13 @@ class _Port61:
         self._pit = pit
 
     def read(self, offset: int, size: int) -> int:
-        _check_size(size)
+        check_access_size(size)
         lanes_above = ((1 << (8 * size)) - 1) & ~0xFF
         if offset != 0:
             return (1 << (8 * size)) - 1
         return self._pit._read_port61() | lanes_above
 
     def write(self, offset: int, size: int, value: int) -> None:
-        _check_size(size)
+        check_access_size(size)
         if offset == 0:
             self._pit._write_port61(value & 0xFF)

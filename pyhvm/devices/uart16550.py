@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from pyhvm.devices.base import IrqLine
+from pyhvm.devices.base import ByteRegisters, IrqLine, check_access_size
 
 # Register offsets from the base port (PC16550D Table II, "Summary of Registers").
 RBR_OFFSET = 0  # receiver buffer, read with DLAB=0
@@ -183,12 +183,8 @@ def _check_bits(name: str, value: int, allowed: int) -> None:
         raise ValueError(f"{name} = {value:#x} sets bits outside {allowed:#x}")
 
 
-def _check_size(size: int) -> None:
-    if size not in (1, 2, 4, 8):
-        raise ValueError(f"access size must be 1, 2, 4 or 8 bytes, got {size}")
 
-
-class Uart16550:
+class Uart16550(ByteRegisters):
     """One PC16550D; `read`/`write` take offsets 0-7 from the mapped base port.
 
     The interrupt line follows the PC wiring: INTR reaches the PIC only through a gate opened
@@ -273,19 +269,6 @@ class Uart16550:
         self._update_irq()
 
     # -- guest side --------------------------------------------------------------------------
-
-    def read(self, offset: int, size: int) -> int:
-        """A wider access is successive byte cycles on consecutive ports, as ISA does it."""
-        _check_size(size)
-        value = 0
-        for lane in range(size):
-            value |= self._read_byte(offset + lane) << (8 * lane)
-        return value
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        _check_size(size)
-        for lane in range(size):
-            self._write_byte(offset + lane, (value >> (8 * lane)) & 0xFF)
 
     def _read_byte(self, reg: int) -> int:
         dlab = self._lcr & LCR_DLAB
