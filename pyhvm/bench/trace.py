@@ -286,7 +286,12 @@ def run_mode(kernel: Path, kind: exits.ExitKind, mode: str, n: int, tmp: Path) -
     run = _run_guest(prefix, kernel, append, exits.run_timeout(n), extra, tmp)
     if mode == "untraced" and UNTRACED_MARKER not in run.stderr:
         raise BenchError("the untraced run did not report its patched loop")
-    sample = exits.sample_from(run, n)
+    try:
+        sample = exits.sample_from(run, n)
+    except BenchError as err:  # pyhvm's own crash exits 1, which reads as the guest's OK
+        tail = " ".join(run.stderr.strip().split())[-common.STDERR_TAIL:]
+        raise BenchError(f"{err} ({MODE_LABELS[mode]})"
+                         + (f": pyhvm said: {tail}" if tail else "")) from None
     if mode not in TRACE_EVENTS:
         return Outcome(sample)
     try:

@@ -21,9 +21,10 @@ to drop are counted in `lost`, never hidden.
 Kernel notes worth knowing when reading the output:
 - `kvm_pio` for an IN fires when the instruction completes, i.e. after userspace supplied
   the value (on the next KVM_RUN); for an OUT it fires before the exit to userspace.
-- `kvm_exit` / `kvm_entry` are emitted by the vendor modules (VMX, SVM). KVM PVM does not
-  emit them: there, `kvm_userspace_exit` is what marks each return to the VMM, so it is in
-  the default set too.
+- `kvm_exit`, `kvm_entry` and `kvm_inj_virq` are emitted by the vendor modules (VMX, SVM).
+  KVM PVM emits none of them (seen on a kvm_pvm host, with either irqchip placement):
+  there, `kvm_userspace_exit` is what marks each return to the VMM, so it is in the
+  default set too; `kvm_pio` and `kvm_mmio` come from common code and fire everywhere.
 """
 
 from __future__ import annotations
