@@ -138,7 +138,8 @@ def test_bench_ide_json() -> None:
              r["config"]["kib"]): r for r in result["runs"]}
     seq = {(v, "disk-seq", op, kib) for v in ("sync", "concurrent") for op in ("read", "write")
            for kib in (4, 32768)}
-    overlap = {(v, "disk-overlap", "read", 64) for v in ("sync", "concurrent")}
+    overlap = {(v, "disk-overlap", "read", kib) for v in ("sync", "concurrent")
+               for kib in (64, 32768)}
     assert set(runs) == seq | overlap
     for key, run in runs.items():
         assert run["config"]["vmm"] == "pyhvm" and run["config"]["page_cache"] == "warm"
