@@ -23,8 +23,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser(
         "run", help="boot a guest",
         description="Boot a guest kernel. The exit status is the guest's debug-exit status "
-                    "((V << 1) | 1 for a write of V to port 0xF4), 2 if the guest died, "
-                    "124 on --max-seconds, 130 on Ctrl-C.")
+                    "((V << 1) | 1 for a write of V to port 0xF4), 0 if the guest reset the "
+                    "machine under --no-reboot, 2 if the guest died, 4 if pyhvm could not run "
+                    "it, 124 on --max-seconds, 130 on Ctrl-C.")
     run.add_argument("--kernel", "-kernel", required=True, metavar="FILE",
                      help="Multiboot ELF32 or Linux bzImage to boot")
     run.add_argument("--append", "-append", default="", metavar="STR",
@@ -79,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .errors import HostError
     from .kvm import KvmError
     from .machine.config import MachineConfig, parse_drive, parse_size
-    from .machine.pc import Machine
+    from .machine.pc import EXIT_HOST_ERROR, Machine
 
     try:
         drives = []
@@ -95,10 +96,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         machine = Machine(config)
     except HostError as err:
         print(f"pyhvm: {err}", file=sys.stderr)
-        return 3 if isinstance(err, KvmError) else 1
+        return EXIT_HOST_ERROR
     except OSError as err:  # the console file, an out-of-memory mmap ...
         print(f"pyhvm: {err.strerror or err}", file=sys.stderr)
-        return 3
+        return EXIT_HOST_ERROR
     qmp = None
     if args.qmp:
         from .control.qmp import serve_qmp
@@ -159,7 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False)
                         else logging.WARNING, format="pyhvm: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception:
+        # A bug in pyhvm: show it, and exit with an even status that no guest can produce
+        # (Python's own status 1 would read as the guest's success).
+        import traceback
+
+        traceback.print_exc()
+        return 4
 
 
 if __name__ == "__main__":

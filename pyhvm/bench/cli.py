@@ -1,7 +1,7 @@
 """`pyhvm bench NAME`: argument parsing and output for every benchmark.
 
 A benchmark that cannot run here (no KVM, no gcc, guest kit not built) says so in one line
-on stderr and exits with status 3, like `pyhvm run` on a host error; no traceback.
+on stderr and exits with status 4, like `pyhvm run` on a host error; no traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .common import QEMU, BenchError
 
-EXIT_HOST_ERROR = 3
+EXIT_HOST_ERROR = 4
 EXIT_INTERRUPTED = 130
 
 

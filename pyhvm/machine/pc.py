@@ -59,10 +59,11 @@ KVM_IDENTITY_MAP_ADDR = 0xFFFBC000
 KERNEL_SIZE_LIMIT = 256 << 20
 CONSOLE_FLUSH_NS = 5_000_000  # console bytes without a newline wait at most this long
 
-# Process exit statuses of `pyhvm run` that the guest's debug-exit (always odd) cannot give.
+# Process exit statuses of `pyhvm run`: all even, so the guest's debug-exit statuses (always
+# odd) never collide with them.
 EXIT_POWER_OFF = 0
 EXIT_GUEST_DIED = 2        # triple fault, emulation failure, failed entry
-EXIT_HOST_ERROR = 3        # pyhvm itself failed
+EXIT_HOST_ERROR = 4        # pyhvm could not run the guest (configuration, host, or a bug)
 EXIT_TIMEOUT = 124         # --max-seconds ran out (the `timeout` command's convention)
 EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
 
