@@ -108,6 +108,52 @@ irq_common:
         iretq
 
 /*
+ * Counting IRQ entries (irq_attach_counter in pic.c), IRQ_COUNT_STUB_SIZE bytes apart:
+ * IRQ_FLOW_ACK with a handler that adds 1 to *irq_counters[irq], without the C call.
+ * The 8259 sees what irq_entry() makes it see: the cached mask with the bit set to the
+ * chip's IMR, specific EOI (slave: to the slave, then 0x62 to the master), the count,
+ * the cached mask with the bit clear to the IMR. IRQ 7 and 15 never come here.
+ */
+        .balign 64
+        .globl irq_count_stubs
+irq_count_stubs:
+        .set    irq, 0
+        .rept   16
+        /* .org: exactly IRQ_COUNT_STUB_SIZE bytes each (an error if one outgrows it) */
+        .org    irq_count_stubs + irq * IRQ_COUNT_STUB_SIZE, 0xCC
+        pushq   %rax
+        movzwl  pic_mask_cache(%rip), %eax
+        orl     $(1 << irq), %eax
+        movw    %ax, pic_mask_cache(%rip)
+        .if     irq < 8
+        outb    %al, $0x21              /* master IMR */
+        movb    $(0x60 | irq), %al
+        outb    %al, $0x20              /* specific EOI */
+        .else
+        movb    %ah, %al
+        outb    %al, $0xA1              /* slave IMR */
+        movb    $(0x60 | (irq - 8)), %al
+        outb    %al, $0xA0              /* specific EOI to the slave */
+        movb    $0x62, %al
+        outb    %al, $0x20              /* and to the master's cascade input */
+        .endif
+        movq    irq_counters + 8 * irq(%rip), %rax
+        incq    (%rax)
+        movzwl  pic_mask_cache(%rip), %eax
+        andl    $~(1 << irq), %eax
+        movw    %ax, pic_mask_cache(%rip)
+        .if     irq < 8
+        outb    %al, $0x21
+        .else
+        movb    %ah, %al
+        outb    %al, $0xA1
+        .endif
+        popq    %rax
+        iretq
+        .set    irq, irq + 1
+        .endr
+
+/*
  * uint64_t user_call(uint64_t (*fn)(void *), void *arg, void *user_stack_top)
  * Runs fn(arg) at CPL 3 and returns its result once the user side does SYS_EXIT.
  * Not reentrant.

@@ -19,6 +19,8 @@
 #define IST_STACK_SIZE  4096    /* TSS.IST1: double fault */
 #define USER_STACK_SIZE 16384   /* CPL 3 stack */
 
+#define IRQ_COUNT_STUB_SIZE 128 /* isr.S irq_count_stubs: one per IRQ (pic.c) */
+
 #define EXIT_PORT       0xF4    /* isa-debug-exit: VMM exit status = (value << 1) | 1 */
 
 /*

@@ -13,6 +13,7 @@
 #define ICW3_SLAVE_ID                PIC_CASCADE_IRQ
 
 extern char irq_stubs[];                /* isr.S: 16 bytes per IRQ */
+extern char irq_count_stubs[];          /* isr.S: IRQ_COUNT_STUB_SIZE bytes per IRQ */
 
 struct irq_slot {
     irq_fn_t fn;
@@ -20,7 +21,8 @@ struct irq_slot {
 };
 
 static struct irq_slot slots[16];
-static uint16_t cached_mask = 0xFFFF;   /* bit n set: IRQ n masked */
+uint16_t pic_mask_cache = 0xFFFF;        /* bit n set: IRQ n masked (isr.S reads it too) */
+volatile uint64_t *irq_counters[16];    /* isr.S: irq_count_stubs */
 uint64_t pic_spurious[2];
 uint64_t pic_unexpected;
 
@@ -30,9 +32,9 @@ static uint16_t data_port(unsigned chip) { return chip ? PIC_SLAVE_DATA : PIC_MA
 static void write_imr(unsigned irq)
 {
     if (irq & 8)
-        outb(PIC_SLAVE_DATA, (uint8_t)(cached_mask >> 8));
+        outb(PIC_SLAVE_DATA, (uint8_t)(pic_mask_cache >> 8));
     else
-        outb(PIC_MASTER_DATA, (uint8_t)cached_mask);
+        outb(PIC_MASTER_DATA, (uint8_t)pic_mask_cache);
 }
 
 void pic_init_chip(unsigned chip, uint8_t icw4)
@@ -48,7 +50,7 @@ void pic_init(void)
 {
     for (unsigned irq = 0; irq < 16; irq++)
         idt_set_entry(PIC_VECTOR_BASE + irq, irq_stubs + 16 * irq);
-    cached_mask = 0xFFFF;
+    pic_mask_cache = 0xFFFF;
     outb(PIC_MASTER_DATA, 0xFF);
     outb(PIC_SLAVE_DATA, 0xFF);
     pic_init_chip(PIC_MASTER, ICW4_8086);
@@ -59,17 +61,22 @@ void pic_init(void)
 
 void pic_mask(unsigned irq)
 {
-    cached_mask |= (uint16_t)(1u << irq);
+    pic_mask_cache |= (uint16_t)(1u << irq);
     write_imr(irq);
 }
 
 void pic_unmask(unsigned irq)
 {
-    cached_mask &= (uint16_t)~(1u << irq);
+    pic_mask_cache &= (uint16_t)~(1u << irq);
     write_imr(irq);
 }
 
-uint16_t pic_cached_mask(void) { return cached_mask; }
+uint16_t pic_cached_mask(void) { return pic_mask_cache; }
+
+static void count_spurious_capable(unsigned irq)   /* IRQ 7 / 15 counters */
+{
+    (*irq_counters[irq])++;
+}
 
 void irq_set_handler(unsigned irq, irq_fn_t fn, enum irq_flow flow)
 {
@@ -82,10 +89,26 @@ void irq_attach(unsigned irq, irq_fn_t fn, enum irq_flow flow)
     pic_unmask(irq & 15);
 }
 
+void irq_attach_counter(unsigned irq, volatile uint64_t *counter)
+{
+    irq &= 15;
+    if ((irq & 7) == 7) {                       /* needs the spurious check: C path */
+        irq_attach(irq, count_spurious_capable, IRQ_FLOW_ACK);
+        irq_counters[irq] = counter;
+        return;
+    }
+    irq_counters[irq] = counter;
+    idt_set_entry(PIC_VECTOR_BASE + irq, irq_count_stubs + IRQ_COUNT_STUB_SIZE * irq);
+    pic_unmask(irq);
+}
+
 void irq_detach(unsigned irq)
 {
-    pic_mask(irq & 15);
-    slots[irq & 15].fn = 0;
+    irq &= 15;
+    pic_mask(irq);
+    slots[irq].fn = 0;
+    irq_counters[irq] = 0;
+    idt_set_entry(PIC_VECTOR_BASE + irq, irq_stubs + 16 * irq);
 }
 
 uint8_t pic_read_irr(unsigned chip)
@@ -134,7 +157,7 @@ void irq_entry(unsigned irq)
         s->fn(irq);
         return;
     }
-    cached_mask |= (uint16_t)(1u << irq);       /* mask and ack */
+    pic_mask_cache |= (uint16_t)(1u << irq);       /* mask and ack */
     write_imr(irq);
     pic_eoi(irq);
     if (!s->fn) {
@@ -143,7 +166,7 @@ void irq_entry(unsigned irq)
     }
     s->fn(irq);
     if (s->fn) {                                /* still attached: unmask */
-        cached_mask &= (uint16_t)~(1u << irq);
+        pic_mask_cache &= (uint16_t)~(1u << irq);
         write_imr(irq);
     }
 }

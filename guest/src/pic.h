@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include "layout.h"
+
 #define PIC_MASTER_CMD  0x20
 #define PIC_MASTER_DATA 0x21
 #define PIC_SLAVE_CMD   0xA0
@@ -48,6 +50,14 @@ void pic_init(void);
 void pic_init_chip(unsigned chip, uint8_t icw4);
 
 void irq_set_handler(unsigned irq, irq_fn_t fn, enum irq_flow flow);   /* stays masked */
+/*
+ * IRQ_FLOW_ACK with a handler that only adds 1 to *counter, all in assembly: the same
+ * port traffic (IMR, specific EOI(s), IMR) in about 15 instructions instead of about 75
+ * through irq_entry(). Measured on QEMU here at 1000 Hz during CPL 3 compute: about
+ * 50 us per interrupt against 100 us (kernel irqchip), 60 against 155 (QEMU's).
+ * IRQ 7 and 15 go through irq_entry() (spurious check). irq_detach() undoes it.
+ */
+void irq_attach_counter(unsigned irq, volatile uint64_t *counter);
 void irq_attach(unsigned irq, irq_fn_t fn, enum irq_flow flow);        /* and unmasks */
 void irq_detach(unsigned irq);                                          /* masks */
 void pic_mask(unsigned irq);

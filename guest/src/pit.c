@@ -32,9 +32,3 @@ static void load(uint8_t cmd, uint32_t count)
 void pit_periodic(uint32_t divisor) { load(PIT_CMD_CH0_LOHI_MODE2, divisor); }
 
 void pit_oneshot(uint16_t count) { load(PIT_CMD_CH0_LOHI_MODE0, count); }
-
-void pit_tick(unsigned irq)
-{
-    (void)irq;
-    pit_ticks++;
-}

@@ -15,8 +15,7 @@ void pit_periodic(uint32_t divisor);
  * stays high: one rising edge on IRQ 0. Count 1..65535. */
 void pit_oneshot(uint16_t count);
 
-/* IRQ_FLOW_ACK handler that counts: ticks seen since boot. */
+/* Ticks since boot, for irq_attach_counter(PIT_IRQ, &pit_ticks). */
 extern volatile uint64_t pit_ticks;
-void pit_tick(unsigned irq);
 
 #endif

@@ -76,7 +76,7 @@ int scn_compute(const struct multiboot_info *mbi)
     if (hz) {
         pic_init();
         pit_periodic(pit_divisor((uint32_t)hz));
-        irq_attach(PIT_IRQ, pit_tick, IRQ_FLOW_ACK);
+        irq_attach_counter(PIT_IRQ, &pit_ticks);
         user_rflags = RFLAGS_RESERVED | RFLAGS_IF;
     }
     uint64_t work = run_user(compute_user, &job);

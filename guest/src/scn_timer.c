@@ -85,7 +85,7 @@ int scn_timer(const struct multiboot_info *mbi)
     uint32_t divisor = pit_divisor((uint32_t)hz);
     pic_init();
     pit_periodic(divisor);
-    irq_attach(PIT_IRQ, pit_tick, IRQ_FLOW_ACK);
+    irq_attach_counter(PIT_IRQ, &pit_ticks);
 
     uint64_t ticks = irq_count_for(&pit_ticks, ms * tsc->khz);
     struct rtc_job by_rtc = { (uint64_t)(rtc_seconds + RTC_SLACK_S) * 1000 * tsc->khz,

@@ -220,7 +220,7 @@ def on_cost_ns(code: str, repeat: int = CHECK_REPEAT, number: int = ON_NUMBER) -
         values: dict[str, Any] = {
             "trace": recorder.buffer(0), "now": time.monotonic_ns, "t_exit": 0,
             "port": 0x404, "is_write": 1, "size": 1, "count": 1, "at": 0x1000,
-            "page": bytearray(0x2000), "reason": 2, "addr": 0xD0000000,
+            "page": bytearray(0x2000), "reason": 2, "addr": 0xD0000000, "value": 0x41,
         }
         names = {n.id for n in ast.walk(ast.parse(code))
                  if isinstance(n, ast.Name) and not hasattr(builtins, n.id)}

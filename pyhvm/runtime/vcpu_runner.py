@@ -41,6 +41,7 @@ _MMIO_OFFSET = kvm_run.u.offset
 _EXIT_PIO, _EXIT_MMIO, _EXIT_OTHER, _HALT = (int(Kind.EXIT_PIO), int(Kind.EXIT_MMIO),
                                           int(Kind.EXIT_OTHER), int(Kind.HALT))
 _ALL_ONES = {1: b"\xff", 2: b"\xff" * 2, 4: b"\xff" * 4, 8: b"\xff" * 8}
+_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 KICK_SIGNAL = signal.SIGUSR1
 
 
@@ -167,24 +168,23 @@ class VcpuRunner:
                 pio_exits[port] += 1
                 if count == 1:
                     target = pio_table[port]
-                    if target is None:  # nobody claims it: reads float high, writes drop
-                        if is_write:
+                    if is_write:
+                        value = int.from_bytes(page[at:at + size], "little")
+                        if target is None:  # nobody claims it: the write is dropped
                             unclaimed_writes[port] += 1
                         else:
-                            unclaimed_reads[port] += 1
-                            page[at:at + size] = _ALL_ONES[size]
+                            with lock:
+                                target[0].write(port - target[1], size, value)
                     else:
-                        device, base = target
-                        with lock:
-                            if is_write:
-                                device.write(port - base, size,
-                                             int.from_bytes(page[at:at + size], "little"))
-                            else:
-                                page[at:at + size] = device.read(port - base, size).to_bytes(
-                                    size, "little")
+                        if target is None:  # nobody claims it: the bus floats high
+                            unclaimed_reads[port] += 1
+                            value = _MASK[size]
+                        else:
+                            with lock:
+                                value = target[0].read(port - target[1], size)
+                        page[at:at + size] = value.to_bytes(size, "little")
                     if trace is not None:
-                        trace.add(_EXIT_PIO, t_exit, now() - t_exit, port,
-                                  int.from_bytes(page[at:at + size], "little"),
+                        trace.add(_EXIT_PIO, t_exit, now() - t_exit, port, value,
                                   size | is_write << 8 | 1 << 16)
                     continue
             elif reason == KVM_EXIT_MMIO:
