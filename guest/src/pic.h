@@ -53,8 +53,9 @@ void irq_set_handler(unsigned irq, irq_fn_t fn, enum irq_flow flow);   /* stays 
 /*
  * IRQ_FLOW_ACK with a handler that only adds 1 to *counter, all in assembly: the same
  * port traffic (IMR, specific EOI(s), IMR) in about 15 instructions instead of about 75
- * through irq_entry(). Measured on QEMU here at 1000 Hz during CPL 3 compute: about
- * 50 us per interrupt against 100 us (kernel irqchip), 60 against 155 (QEMU's).
+ * through irq_entry(). Measured on QEMU here at 1000 Hz during CPL 3 compute (work lost
+ * against hz=0): 35-50 us an interrupt against about 100 with KVM's PIC/PIT, 75-120
+ * against about 155 with QEMU's (kernel-irqchip=off).
  * IRQ 7 and 15 go through irq_entry() (spurious check). irq_detach() undoes it.
  */
 void irq_attach_counter(unsigned irq, volatile uint64_t *counter);

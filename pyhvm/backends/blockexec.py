@@ -11,10 +11,14 @@ memoryviews of guest RAM (no intermediate copy), every segment checked before an
 
 from __future__ import annotations
 
+import time
+
 from ..devices.base import GuestError
 from ..devices.blockio import (DiskCompletion, DiskOp, DiskRequest, DiskResult, DiskStatus,
                                DmaMemory, dma_views)
 from ..runtime.workers import WorkerPool
+from ..trace.recorder import Recorder
+from ..trace.records import Kind
 
 
 def perform(memory: DmaMemory, request: DiskRequest) -> DiskResult:
@@ -55,16 +59,56 @@ def perform(memory: DmaMemory, request: DiskRequest) -> DiskResult:
     return DiskResult(transferred=request.length if request.op is not DiskOp.FLUSH else 0)
 
 
+OP_CODES = {DiskOp.READ: 1, DiskOp.WRITE: 2, DiskOp.FLUSH: 3}
+
+
+class _Traced:
+    """DMA and backend I/O records for a disk executor, when tracing 'devices'/'backend'."""
+
+    def __init__(self, recorder: Recorder | None, device_id: int) -> None:
+        self.devices = recorder if recorder is not None and recorder.wants("devices") else None
+        self.backend = recorder if recorder is not None and recorder.wants("backend") else None
+        self.device_id = device_id
+
+    def started(self, request: DiskRequest) -> int:
+        now = time.monotonic_ns()
+        if self.devices is not None and request.segments:
+            self.devices.record(Kind.DMA, 0, self.device_id, request.length, 1, ts_ns=now)
+        return now
+
+    def performed(self, request: DiskRequest, began: int, ended: int) -> None:
+        if self.backend is not None:
+            self.backend.record(Kind.BACKEND_IO, ended - began, self.device_id,
+                                request.length, OP_CODES[request.op], ts_ns=began)
+
+    def completed(self, request: DiskRequest, started: int) -> None:
+        if self.devices is not None and request.segments:
+            self.devices.record(Kind.DMA, time.monotonic_ns() - started, self.device_id,
+                                request.length, 2, ts_ns=started)
+
+
+def _timed_perform(memory: DmaMemory, request: DiskRequest, traced: _Traced) -> DiskResult:
+    began = time.monotonic_ns()
+    result = perform(memory, request)
+    traced.performed(request, began, time.monotonic_ns())
+    return result
+
+
 class SyncDiskExecutor:
     mode = "sync"
 
-    def __init__(self, memory: DmaMemory) -> None:
+    def __init__(self, memory: DmaMemory, recorder: Recorder | None = None,
+                 device_id: int = 0) -> None:
         self._memory = memory
+        self._traced = _Traced(recorder, device_id)
         self.requests = 0
 
     def __call__(self, request: DiskRequest, complete: DiskCompletion) -> None:
         self.requests += 1
-        complete(perform(self._memory, request))
+        started = self._traced.started(request)
+        result = _timed_perform(self._memory, request, self._traced)
+        self._traced.completed(request, started)
+        complete(result)
 
     def close(self) -> None:
         pass
@@ -73,21 +117,25 @@ class SyncDiskExecutor:
 class ConcurrentDiskExecutor:
     mode = "concurrent"
 
-    def __init__(self, memory: DmaMemory, pool: WorkerPool) -> None:
+    def __init__(self, memory: DmaMemory, pool: WorkerPool, recorder: Recorder | None = None,
+                 device_id: int = 0) -> None:
         self._memory = memory
         self._pool = pool
+        self._traced = _Traced(recorder, device_id)
         self.requests = 0
 
     def __call__(self, request: DiskRequest, complete: DiskCompletion) -> None:
         self.requests += 1
-        memory = self._memory
+        memory, traced = self._memory, self._traced
+        started = traced.started(request)
 
         def done(result: object) -> None:
             if not isinstance(result, DiskResult):  # `perform` raised: a bug, not the guest
                 result = DiskResult(DiskStatus.IO_ERROR, detail=f"internal error: {result!r}")
+            traced.completed(request, started)
             complete(result)
 
-        self._pool.submit(lambda: perform(memory, request), done)
+        self._pool.submit(lambda: _timed_perform(memory, request, traced), done)
 
     def close(self) -> None:
         self._pool.close()

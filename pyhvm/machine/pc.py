@@ -57,7 +57,9 @@ BMIBA_BAR = 4
 KVM_TSS_ADDR = 0xFFFBD000
 KVM_IDENTITY_MAP_ADDR = 0xFFFBC000
 KERNEL_SIZE_LIMIT = 256 << 20
-CONSOLE_FLUSH_NS = 5_000_000  # console bytes without a newline wait at most this long
+CONSOLE_FLUSH_NS = 5_000_000
+TRACE_DEVICES = ("ide",)  # index = the device id in trace records
+RIP_SAMPLE_NS = 2_000_000  # 500 guest RIP samples a second when tracing 'rip'   # console bytes without a newline wait at most this long
 
 # Process exit statuses of `pyhvm run`: all even, so the guest's debug-exit statuses (always
 # odd) never collide with them.
@@ -170,12 +172,14 @@ class Machine:
         self.disk_images = [RawImage(d.file, readonly=d.readonly) for d in config.drives]
         disks = {(d.index // 2, d.index % 2): AtaDisk(image, serial=f"PYHVM{d.index:04d}")
                  for d, image in zip(config.drives, self.disk_images)}
+        ide_id = TRACE_DEVICES.index("ide")
         if config.ide_dma == "sync":
             self.disk_executor: SyncDiskExecutor | ConcurrentDiskExecutor = \
-                SyncDiskExecutor(self.memory)
+                SyncDiskExecutor(self.memory, self.recorder, ide_id)
         else:
             self.disk_executor = ConcurrentDiskExecutor(
-                self.memory, WorkerPool(self.loop, threads=2, name="ide"))
+                self.memory, WorkerPool(self.loop, threads=2, name="ide"), self.recorder,
+                ide_id)
         function = self.chipset.ide
         self.ide = PiixIde(self.memory, self.disk_executor, self._line(IDE_IRQS[0]),
                            self._line(IDE_IRQS[1]), disks,
@@ -226,6 +230,7 @@ class Machine:
             "pio_map": [[m.base, m.size, m.name] for m in self.buses.pio.mappings],
             "mmio_map": [[m.base, m.size, m.name] for m in self.buses.mmio.mappings],
             "vcpus": len(self.vcpus),
+            "devices": list(TRACE_DEVICES),  # device ids of DMA/backend/device records
         }
 
     def _create_vcpu(self, index: int) -> Vcpu:
@@ -272,6 +277,8 @@ class Machine:
                 self.loop.call_at(deadline, lambda: self.stop(
                     EXIT_TIMEOUT, f"stopped after --max-seconds {self.config.max_seconds}"))
             self._console_input = _ConsoleInput(self)
+            if self.recorder is not None and self.recorder.wants("rip"):
+                self._sample_rips()
             self.runners[0].start()
             if self.irqchip.mode == "kernel":
                 # APs wait in KVM_RUN (in the kernel, for INIT/SIPI from the BSP's LAPIC).
@@ -312,6 +319,13 @@ class Machine:
         }
         result.update(self.irqchip.stats())
         return result
+
+    def _sample_rips(self) -> None:
+        """Every RIP_SAMPLE_NS, ask each running vCPU where the guest is (trace 'rip')."""
+        for runner in self.runners:
+            if runner.thread.is_alive() and runner.state == "running":
+                runner.request_rip_sample()
+        self.loop.call_at(self.loop.now_ns() + RIP_SAMPLE_NS, self._sample_rips)
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.stop(EXIT_INTERRUPTED, "interrupted (Ctrl-C)", "host-signal")

@@ -40,6 +40,7 @@ _MMIO = struct.Struct("<Q8sIB")  # phys_addr, data, len, is_write
 _MMIO_OFFSET = kvm_run.u.offset
 _EXIT_PIO, _EXIT_MMIO, _EXIT_OTHER, _HALT = (int(Kind.EXIT_PIO), int(Kind.EXIT_MMIO),
                                           int(Kind.EXIT_OTHER), int(Kind.HALT))
+_RIP_SAMPLE = int(Kind.RIP_SAMPLE)
 _ALL_ONES = {1: b"\xff", 2: b"\xff" * 2, 4: b"\xff" * 4, 8: b"\xff" * 8}
 _MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 KICK_SIGNAL = signal.SIGUSR1
@@ -77,6 +78,8 @@ class VcpuRunner:
         # irqchip, BSP only), or None when KVM delivers them itself.
         self.injector: UserspaceInjector | None = None
         self.trace: ThreadBuffer | None = None  # set on the vCPU thread when tracing exits
+        self.rip_trace: ThreadBuffer | None = None  # set when tracing guest RIP samples
+        self.rip_due = False  # the sampler asks for one RIP sample at the next kick
         # Where the thread is, for Machine.pause() and `pyhvm top`: "running" (in or near
         # KVM_RUN), "halted" (HLT, userspace irqchip) or "paused" (parked by a pause).
         self.state = "running"
@@ -106,6 +109,19 @@ class VcpuRunner:
             except ProcessLookupError:
                 pass
 
+    def request_rip_sample(self) -> None:
+        """From the sampling timer: leave KVM_RUN and record where the guest was."""
+        self.rip_due = True
+        self.kick_for_interrupt()
+
+    def _sample_rip(self) -> None:
+        self.rip_due = False
+        if self.rip_trace is None:
+            return
+        regs = self.vcpu.get_regs()
+        cpl = self.vcpu.get_sregs().cs.selector & 3
+        self.rip_trace.add(_RIP_SAMPLE, time.monotonic_ns(), 0, 0, regs.rip, cpl)
+
     def kick_for_interrupt(self) -> None:
         """An interrupt became pending on another thread: leave KVM_RUN to inject it."""
         self.vcpu.run_page.immediate_exit = 1
@@ -122,6 +138,8 @@ class VcpuRunner:
             self.trace = recorder.buffer(self.vcpu.id)
         if recorder is not None and recorder.wants("irq") and self.injector is not None:
             self.injector.trace = recorder.buffer(self.vcpu.id)
+        if recorder is not None and recorder.wants("rip"):
+            self.rip_trace = recorder.buffer(self.vcpu.id)
         try:
             if self.machine.paused:  # a runner started by a reboot while paused
                 self._park()
@@ -155,6 +173,8 @@ class VcpuRunner:
                 ioctl(fd, KVM_RUN, 0)
             except InterruptedError:
                 run_page.immediate_exit = 0
+                if self.rip_due:
+                    self._sample_rip()
                 if machine.paused:
                     self.exits = exits
                     self._park()
