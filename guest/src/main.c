@@ -19,6 +19,7 @@ static const struct scenario scenarios[] = {
     { "pic", scn_pic },
     { "rtc", scn_rtc },
     { "echo", scn_echo },
+    { "uart-irq", scn_uart_irq },
     { "reset", scn_reset },
     { "disk-identify", scn_disk_identify },
     { "disk-verify", scn_disk_verify },

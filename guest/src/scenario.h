@@ -25,6 +25,7 @@ int scn_timer(const struct multiboot_info *mbi);
 int scn_pic(const struct multiboot_info *mbi);
 int scn_rtc(const struct multiboot_info *mbi);
 int scn_echo(const struct multiboot_info *mbi);
+int scn_uart_irq(const struct multiboot_info *mbi);
 int scn_reset(const struct multiboot_info *mbi);
 int scn_disk_identify(const struct multiboot_info *mbi);
 int scn_disk_verify(const struct multiboot_info *mbi);

@@ -38,6 +38,7 @@ CASES = [
     Case("pic", "scenario=pic", "values"),
     Case("rtc", "scenario=rtc", "ok"),
     Case("echo", f"scenario=echo n={len(ECHO_INPUT)}", "values", ECHO_INPUT, "echo: waiting"),
+    Case("uart-irq", "scenario=uart-irq n=6", "keys", b"irq4!\n", "uart-irq: waiting"),
     Case("unknown", "scenario=no-such-thing", "values"),
     Case("compute", "scenario=compute ms=300 hz=100", "keys"),
     Case("timer", "scenario=timer hz=100 seconds=1", "keys"),

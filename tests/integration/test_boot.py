@@ -192,3 +192,32 @@ def test_emulation_failure_stops_with_a_diagnostic(guestkit: Path) -> None:
         assert "code at rip: cc" in run.stderr  # the int3 itself
     else:
         assert run.status == STATUS_PANIC, run.describe()
+
+
+@pytest.mark.parametrize("irqchip", ["kernel", "user"])
+def test_uart_interrupts_reach_the_guest_on_irq4(guestkit: Path, irqchip: str) -> None:
+    """THR-empty and received-data interrupts of the 16550 arrive through the PIC (IRQ 4,
+    gated by MCR.OUT2 as on a PC), in both placements; received bytes are read in the
+    guest's interrupt handler."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyhvm", "run", "--kernel", str(guestkit), "--append",
+         "scenario=uart-irq n=20", "--irqchip", irqchip, "--max-seconds", "30"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        line = b""
+        while not line.startswith(b"uart-irq: waiting"):
+            line = proc.stdout.readline()
+            assert line, "guest ended before asking for input"
+        message = b"interrupt-driven rx!"
+        proc.stdin.write(message)
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    result = next(r for r in parse_results(out.decode()) if r.scenario == "uart-irq")
+    assert result.num("thre_irqs") >= 1 and result.num("rx_irqs") >= 1
+    assert bytes.fromhex(result["hex"]) == message
