@@ -13,9 +13,12 @@ pyhvm: a virtual machine monitor in Python on Linux KVM.
 
 Boot a kernel (Multiboot ELF32, or a Linux bzImage) on a PC of faithful device models:
   pyhvm run --kernel guest/build/guestkit.elf --append 'scenario=hello'
-Measure the cost of a VM exit, and start-up time against QEMU:
-  pyhvm bench exits
-  pyhvm bench startup
+  pyhvm run ... --irqchip user|kernel --drive file=disk.img --ide-dma sync|concurrent
+See where the guest's time went:
+  pyhvm run ... --trace run.trc && pyhvm report run.trc [--format perfetto]
+  pyhvm stat -- --kernel ... ;  pyhvm run ... --qmp unix:/tmp/q.sock,server,wait=off && pyhvm top /tmp/q.sock
+Measure the paper's optimizations, side by side in one run:
+  pyhvm bench exits | startup | pic | ide | trace
 """
 
 
