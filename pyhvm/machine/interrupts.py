@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..bus import Bus
 from ..devices.base import Clock, IrqLine
@@ -184,7 +184,8 @@ class UserIrqChip:
     mode = "user"
 
     def __init__(self, pio: Bus, clock: Clock, lock: threading.Lock, *,
-                 lost_tick_policy: str = "delay") -> None:
+                 lost_tick_policy: str = "delay",
+                 trace_line: Callable[[IrqLine, int], IrqLine] | None = None) -> None:
         from ..devices.pic8259 import DualPic
         from ..devices.pit8254 import Pit8254
 
@@ -194,7 +195,10 @@ class UserIrqChip:
         pio.register(0x20, 2, self.pic.master_port, "pic-master")
         pio.register(0xA0, 2, self.pic.slave_port, "pic-slave")
         pio.register(0x4D0, 2, self.pic.elcr_port, "elcr")
-        self.pit = Pit8254(clock, self.pic.line(0), lost_tick_policy=lost_tick_policy)
+        irq0 = self.pic.line(0)
+        if trace_line is not None:  # the PIT's OUT pin is wired inside this placement
+            irq0 = trace_line(irq0, 0)
+        self.pit = Pit8254(clock, irq0, lost_tick_policy=lost_tick_policy)
         pio.register(0x40, 4, self.pit, "pit")
         pio.register(0x61, 1, self.pit.port61, "port61")
 
@@ -229,7 +233,9 @@ class UserIrqChip:
 
 
 def create_irqchip(mode: str, vm: Vm, pio: Bus, clock: Clock, lock: threading.Lock,
-                   lost_tick_policy: str) -> IrqChip:
+                   lost_tick_policy: str,
+                   trace_line: Callable[[IrqLine, int], IrqLine] | None = None) -> IrqChip:
     if mode == "kernel":
         return KernelIrqChip(vm)
-    return UserIrqChip(pio, clock, lock, lost_tick_policy=lost_tick_policy)
+    return UserIrqChip(pio, clock, lock, lost_tick_policy=lost_tick_policy,
+                       trace_line=trace_line)

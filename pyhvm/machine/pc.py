@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import mmap
 import os
@@ -125,8 +126,11 @@ class Machine:
             self.loop.now_ns() + CONSOLE_FLUSH_NS, flush)
         self.buses = Buses(pio_bus(), mmio_bus())
         # The irqchip comes before the vCPUs: KVM attaches a LAPIC to each vCPU it creates.
+        trace_line = None
+        if self.recorder is not None and self.recorder.wants("irq"):
+            trace_line = functools.partial(_traced_line, recorder=self.recorder)
         self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,
-                                      self.io_lock, config.lost_tick_policy)
+                                      self.io_lock, config.lost_tick_policy, trace_line)
         self._wire_devices()
         self.vcpus = [self._create_vcpu(i) for i in range(config.cpus)]
         self.runners = [self._new_runner(vcpu) for vcpu in self.vcpus]
@@ -473,6 +477,10 @@ class Machine:
 _SHUTDOWN_CAUSES = {EXIT_POWER_OFF: "guest-shutdown", EXIT_GUEST_DIED: "guest-panic",
                     EXIT_HOST_ERROR: "host-error", EXIT_TIMEOUT: "host-error",
                     EXIT_INTERRUPTED: "host-signal"}
+
+
+def _traced_line(line: IrqLine, irq: int, *, recorder: Recorder) -> IrqLine:
+    return TracedIrqLine(line, irq, recorder)
 
 
 def _open_recorder(config: MachineConfig) -> Recorder | None:
