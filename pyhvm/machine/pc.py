@@ -182,7 +182,7 @@ class Machine:
                 SyncDiskExecutor(self.memory, self.recorder, ide_id)
         else:
             self.disk_executor = ConcurrentDiskExecutor(
-                self.memory, WorkerPool(self.loop, threads=2, name="ide"), self.recorder,
+                self.memory, WorkerPool(self.io_lock, threads=2, name="ide"), self.recorder,
                 ide_id)
         function = self.chipset.ide
         self.ide = PiixIde(self.memory, self.disk_executor, self._line(IDE_IRQS[0]),

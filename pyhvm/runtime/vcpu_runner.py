@@ -99,15 +99,9 @@ class VcpuRunner:
         self.other_exits = previous.other_exits
 
     def kick(self) -> None:
-        """Make the vCPU leave KVM_RUN soon (from any thread)."""
-        self.vcpu.run_page.immediate_exit = 1
+        """Make the vCPU leave KVM_RUN, or HLT, soon (from any thread)."""
         self.wake.set()
-        ident = self.thread.ident
-        if ident is not None and self.thread.is_alive():
-            try:
-                signal.pthread_kill(ident, KICK_SIGNAL)
-            except ProcessLookupError:
-                pass
+        self.kick_for_interrupt()
 
     def request_rip_sample(self) -> None:
         """From the sampling timer: leave KVM_RUN and record where the guest was."""
@@ -123,10 +117,11 @@ class VcpuRunner:
         self.rip_trace.add(_RIP_SAMPLE, time.monotonic_ns(), 0, 0, regs.rip, cpl)
 
     def kick_for_interrupt(self) -> None:
-        """An interrupt became pending on another thread: leave KVM_RUN to inject it."""
+        """An interrupt became pending on another thread: leave KVM_RUN to inject it.
+        `immediate_exit` covers a signal that lands just before the thread enters KVM_RUN."""
         self.vcpu.run_page.immediate_exit = 1
         ident = self.thread.ident
-        if ident is not None:
+        if ident is not None and self.thread.is_alive():
             try:
                 signal.pthread_kill(ident, KICK_SIGNAL)
             except ProcessLookupError:
