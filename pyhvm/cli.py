@@ -137,12 +137,16 @@ def _write_stats(path: str, stats: dict[str, object]) -> None:
         print(f"pyhvm: cannot write --stats {path!r}: {err.strerror}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_run: bool = False) -> argparse.ArgumentParser:
+    """Every subcommand, or just `run` (`pyhvm run` then skips importing the benchmarks,
+    the trace tools and the QMP client: it starts a VM ~100 ms sooner)."""
     parser = argparse.ArgumentParser(prog="pyhvm", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pyhvm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _run_parser(sub)
+    if only_run:
+        return parser
     from .bench.cli import add_bench_parser
 
     add_bench_parser(sub)
@@ -156,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    arguments = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only_run=arguments[:1] == ["run"])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
