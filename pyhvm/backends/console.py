@@ -38,11 +38,14 @@ class Console:
         if b"\n" in data or len(self._buffer) >= self.FLUSH_LIMIT or self.schedule is None:
             self.flush()
         elif not self._flush_pending:
-            self._flush_pending = True
-            self.schedule(self.flush)
+            self._flush_pending = True  # at most one timer pending, whatever flushes meanwhile
+            self.schedule(self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_pending = False
+        self.flush()
 
     def flush(self) -> None:
-        self._flush_pending = False
         if self._buffer and self._out is not None:
             try:
                 self._out.write(self._buffer)

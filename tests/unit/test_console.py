@@ -33,6 +33,17 @@ def test_bytes_wait_for_a_newline_or_the_scheduled_flush() -> None:
     assert sink.getvalue() == b"abcline\n"  # a newline writes through at once
 
 
+def test_a_newline_flush_does_not_pile_up_timers() -> None:
+    """However often newlines flush, at most one timed flush is pending at a time."""
+    console = Console(Sink(), None)
+    scheduled: list[Callable[[], None]] = []
+    console.schedule = scheduled.append
+    for _ in range(50):
+        console.write(b"x")
+        console.write(b"\n")
+    assert len(scheduled) == 1
+
+
 def test_close_flushes_what_is_left() -> None:
     sink = Sink()
     console = Console(sink, None)
