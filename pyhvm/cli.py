@@ -59,6 +59,18 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--ide-dma", choices=("sync", "concurrent"), default="concurrent",
                      help="where IDE bus-master transfers run: in the vCPU's exit (sync, "
                           "the paper's 'before') or on worker threads (concurrent, default)")
+    run.add_argument("--netdev", "-netdev", metavar="TYPE,id=ID,...",
+                     help="a network backend (QEMU's syntax): tap[,ifname=NAME], "
+                          "socket,udp=HOST:PORT,localaddr=HOST:PORT, or dgram,local.type=unix,"
+                          "local.path=P,remote.type=unix,remote.path=Q")
+    run.add_argument("--device", "-device", metavar="rtl8139,netdev=ID[,mac=MAC]",
+                     help="the NIC, attached to the --netdev of that id")
+    run.add_argument("--net-mode", default="event", metavar="event|poll[,poll-interval=MS]",
+                     help="when the NIC moves frames: as soon as the backend or the guest "
+                          "has one (event, default) or on a periodic timer (poll, the "
+                          "paper's 'before'; default interval 10 ms)")
+    run.add_argument("--object", "-object", metavar="filter-dump,id=ID,netdev=ID,file=PCAP",
+                     help="capture the NIC's frames to a pcap file (tcpdump, Wireshark)")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
     run.add_argument("--stats", metavar="FILE",
@@ -82,19 +94,30 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .errors import HostError
     from .kvm import KvmError
-    from .machine.config import MachineConfig, parse_drive, parse_size
+    from .machine.config import ConfigError, MachineConfig, parse_drive, parse_size
+    from .machine.nic import NicConfig, parse_net_mode
     from .machine.pc import EXIT_HOST_ERROR, Machine
 
     try:
         drives = []
         for spec in args.drive:
             drives.append(parse_drive(spec, {d.index for d in drives}))
+        nic = None
+        if args.netdev or args.device:
+            if not (args.netdev and args.device):
+                raise ConfigError("a NIC needs both --netdev TYPE,id=ID,... and "
+                                  "--device rtl8139,netdev=ID")
+            mode, interval = parse_net_mode(args.net_mode)
+            nic = NicConfig(args.netdev, args.device, mode, interval, args.object)
+        elif args.object:
+            raise ConfigError("--object filter-dump needs a --netdev to capture")
         config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
                                modules=args.module, memory=parse_size(args.memory),
                                cpus=args.cpus, serial=args.serial,
                                max_seconds=args.max_seconds, reboot=not args.no_reboot,
                                irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy,
-                               drives=drives, ide_dma=args.ide_dma, trace=args.trace,
+                               drives=drives, ide_dma=args.ide_dma, nic=nic,
+                               trace=args.trace,
                                trace_events=tuple(e for e in args.trace_events.split(",") if e))
         machine = Machine(config)
     except HostError as err:

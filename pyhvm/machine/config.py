@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from ..errors import HostError
+
+if TYPE_CHECKING:
+    from .nic import NicConfig
 
 
 class ConfigError(HostError):
@@ -73,6 +78,7 @@ class MachineConfig:
     lost_tick_policy: str = "delay"  # the userspace PIT's late ticks: delay, discard, merge
     drives: list[DriveConfig] = field(default_factory=list)
     ide_dma: str = "concurrent"  # "sync" (in the vCPU's exit) or "concurrent" (workers)
+    nic: "NicConfig | None" = None  # --netdev + --device rtl8139 (+ --net-mode, capture)
     trace: str | None = None  # --trace FILE
     trace_events: tuple[str, ...] = ("exits", "irq", "devices", "backend")
     debug_exit_port: int = 0xF4

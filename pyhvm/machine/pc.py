@@ -43,6 +43,7 @@ from ..trace.records import EVENT_GROUPS
 from . import cpu
 from .config import ConfigError, MachineConfig
 from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
+from .nic import open_nic
 
 log = logging.getLogger("pyhvm")
 
@@ -164,6 +165,7 @@ class Machine:
         pio.register(0xCF8, 4, self.chipset.host.address_port, "pci-addr")
         pio.register(0xCFC, 4, self.chipset.host.data_port, "pci-data")
         self._wire_ide()
+        self.nic = open_nic(self, self.config.nic) if self.config.nic else None
         self.i8042 = I8042(self._guest_reset)
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
@@ -281,6 +283,8 @@ class Machine:
                 self.loop.call_at(deadline, lambda: self.stop(
                     EXIT_TIMEOUT, f"stopped after --max-seconds {self.config.max_seconds}"))
             self._console_input = _ConsoleInput(self)
+            if self.nic is not None:
+                self.nic.start()
             if self.recorder is not None and self.recorder.wants("rip"):
                 self._sample_rips()
             self.runners[0].start()
@@ -322,6 +326,8 @@ class Machine:
             "timer_callbacks": self.loop.timer_callbacks,
         }
         result.update(self.irqchip.stats())
+        if self.nic is not None:
+            result["nic"] = self.nic.stats()
         return result
 
     def _sample_rips(self) -> None:
@@ -444,6 +450,8 @@ class Machine:
         self.ide.reset()
         self.chipset.host.reset()
         self._firmware_pci_setup()
+        if self.nic is not None:
+            self.nic.reset()
         # KVM rewrites these at the next exit; until then they describe the old guest, whose
         # IF=1 would let the injector deliver into a CPU that has just been reset.
         run_page = self.vcpus[0].run_page
@@ -456,6 +464,8 @@ class Machine:
         self.runners[0].start()
 
     def close(self) -> None:
+        if getattr(self, "nic", None) is not None:
+            self.nic.close()
         if hasattr(self, "disk_executor"):
             self.disk_executor.close()
         for image in getattr(self, "disk_images", []):

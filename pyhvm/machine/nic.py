@@ -1,0 +1,240 @@
+"""The RTL8139 and its backend, and the `--net-mode` placement switch.
+
+- `poll` (the paper's "before", an old device model's main loop): a periodic timer every
+  `poll-interval` ms drains the backend into the RX ring and performs the TX requests the
+  guest has posted since the last tick; nothing happens between ticks.
+- `event` (default, the "after"): the backend's fd sits in the event loop and a frame is
+  delivered the moment it is readable; a TX request (the TSD write) is handed to the event
+  loop at once, so the vCPU resumes without waiting for the copy and the send.
+
+KVM facilities: an ioeventfd cannot carry the TX kick here, because the TSD register write
+carries the frame size and an ioeventfd drops the written value (datamatch would need one
+eventfd per possible size); the kick is therefore a normal exit that defers the work to the
+loop. The interrupt is the PCI INTx line, raised with KVM_IRQ_LINE (kernel irqchip) or on
+our PIC; a level-triggered INTx through irqfd would need the resample protocol for no
+fewer system calls than KVM_IRQ_LINE's one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from ..backends.net import open_backend, parse_netdev
+from ..backends.net_base import NetBackend, NetError
+from ..backends.pcap import CapturingBackend, PcapWriter, parse_filter_dump
+from ..devices.pci import STATUS_RECEIVED_MASTER_ABORT
+from ..devices.rtl8139 import Rtl8139, Rtl8139Pci
+from ..errors import HostError
+from .config import ConfigError
+
+if TYPE_CHECKING:
+    from .pc import Machine
+
+log = logging.getLogger("pyhvm.nic")
+
+NET_MODES = ("event", "poll")
+DEFAULT_POLL_INTERVAL_MS = 10
+NIC_PCI_DEVICE = 3                 # 00:03.0, where QEMU's first NIC sits on a `pc` machine
+NIC_IO_BASE = 0xC100               # what firmware would assign (SeaBIOS: the first free I/O)
+NIC_MMIO_BASE = 0xFEBF1000
+DEFAULT_MAC = "52:54:00:12:34:56"  # QEMU's default first NIC address
+RX_BUDGET = 64                     # frames taken from the backend per readiness/tick
+
+
+@dataclasses.dataclass(frozen=True)
+class NicConfig:
+    netdev: str     # the --netdev spec
+    device: str     # the --device rtl8139,netdev=ID[,mac=...] spec
+    mode: str = "event"
+    poll_interval_ms: int = DEFAULT_POLL_INTERVAL_MS
+    capture: str | None = None  # --object filter-dump,id=..,netdev=..,file=..
+
+
+def parse_mac(text: str) -> bytes:
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ConfigError(f"mac={text}: write six hex bytes, e.g. {DEFAULT_MAC}")
+    try:
+        mac = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ConfigError(f"mac={text}: write six hex bytes, e.g. {DEFAULT_MAC}") from None
+    if mac[0] & 1:
+        raise ConfigError(f"mac={text} is a multicast address; a NIC needs a unicast one")
+    return mac
+
+
+def parse_device(spec: str) -> tuple[str, bytes]:
+    """`rtl8139,netdev=ID[,mac=..]` -> (netdev id, MAC)."""
+    kind, _, rest = spec.partition(",")
+    if kind != "rtl8139":
+        raise ConfigError(f"--device {kind!r}: only rtl8139 is supported")
+    options = dict(item.partition("=")[::2] for item in rest.split(",") if item)
+    unknown = set(options) - {"netdev", "mac"}
+    if unknown:
+        raise ConfigError(f"--device rtl8139: unknown option(s) {', '.join(sorted(unknown))}")
+    if not options.get("netdev"):
+        raise ConfigError("--device rtl8139 needs netdev=ID naming a --netdev")
+    return options["netdev"], parse_mac(options.get("mac", DEFAULT_MAC))
+
+
+def parse_net_mode(text: str) -> tuple[str, int]:
+    """`event` or `poll[,poll-interval=MS]`."""
+    mode, _, rest = text.partition(",")
+    if mode not in NET_MODES:
+        raise ConfigError(f"--net-mode {mode!r}: use event or poll[,poll-interval=MS]")
+    interval = DEFAULT_POLL_INTERVAL_MS
+    if rest:
+        key, _, value = rest.partition("=")
+        if mode != "poll" or key != "poll-interval" or not value.isdigit() or \
+                not 1 <= int(value) <= 1000:
+            raise ConfigError(f"--net-mode {text!r}: poll,poll-interval=MS with MS 1-1000")
+        interval = int(value)
+    return mode, interval
+
+
+class Nic:
+    """One RTL8139 on the PCI bus, fed by one backend in the chosen placement."""
+
+    def __init__(self, machine: "Machine", config: NicConfig) -> None:
+        self.machine = machine
+        netdev = parse_netdev(config.netdev)
+        netdev_id, mac = parse_device(config.device)
+        if netdev.id != netdev_id:
+            raise ConfigError(f"--device rtl8139,netdev={netdev_id}: no --netdev with "
+                              f"id={netdev_id} (there is id={netdev.id})")
+        self.mode = config.mode
+        self.interval_ns = config.poll_interval_ms * 1_000_000
+        backend: NetBackend = open_backend(netdev)
+        if config.capture:
+            dump = parse_filter_dump(config.capture)
+            if dump.netdev != netdev.id:
+                backend.close()
+                raise ConfigError(f"--object filter-dump,netdev={dump.netdev}: no such netdev")
+            backend = CapturingBackend(backend, PcapWriter(dump.file, snaplen=dump.maxlen),
+                                       guest_tx=dump.queue in ("all", "rx"),
+                                       guest_rx=dump.queue in ("all", "tx"))
+        self.backend = backend
+        self.function = Rtl8139Pci(on_bar_change=self._bar_changed)
+        self.model = Rtl8139(
+            machine.memory, self.function.irq, self._transmit, machine.loop, mac=mac,
+            on_tx_pending=self._tx_pending,
+            bus_master_enabled=lambda: self.function.bus_master_enabled,
+            on_master_abort=self._master_abort)
+        self.function.on_command_change = lambda command: self._command_changed()
+        chipset = machine.chipset
+        chipset.host.attach(NIC_PCI_DEVICE, 0, self.function)
+        self.function.connect_intx(chipset.router.line(NIC_PCI_DEVICE,
+                                                       self.function.interrupt_pin))
+        self._kick_queued = False
+        self.backend_dead = False
+        self.firmware_setup()
+
+    def firmware_setup(self) -> None:
+        """BARs and decode as firmware leaves them for a directly booted kernel."""
+        self.function.config_write(0x10, 4, NIC_IO_BASE)
+        self.function.config_write(0x14, 4, NIC_MMIO_BASE)
+        self.function.config_write(0x04, 2, 0x0007)  # I/O, memory, bus master
+
+    def start(self) -> None:
+        """Called in the event loop's thread before the guest runs."""
+        loop = self.machine.loop
+        if self.mode == "event":
+            loop.add_reader(self.backend.fileno(), self._readable)
+        else:
+            loop.call_at(loop.now_ns() + self.interval_ns, self._poll)
+
+    # --- the two placements ------------------------------------------------------------
+    def _readable(self) -> None:
+        with self.machine.io_lock:
+            self._drain_backend()
+
+    def _poll(self) -> None:
+        """Poll placement: one tick of the old main loop (runs with the device lock)."""
+        self._drain_backend()
+        self.model.process_tx()
+        loop = self.machine.loop
+        loop.call_at(loop.now_ns() + self.interval_ns, self._poll)
+
+    def _drain_backend(self) -> None:
+        """Up to RX_BUDGET frames a pass (the loop comes back while the fd stays readable);
+        a frame the ring cannot take is dropped by the chip (RXOVW, MPC), as on a wire."""
+        if self.backend_dead:
+            return
+        try:
+            for _ in range(RX_BUDGET):
+                frame = self.backend.recv()
+                if frame is None:
+                    return
+                self.model.receive(frame)
+        except NetError as err:
+            self._backend_died(err)
+
+    def _backend_died(self, err: Exception) -> None:
+        """The backend's fd is gone (a deleted TAP): the guest sees the link go down."""
+        self.backend_dead = True
+        log.warning("network backend %s failed: %s; the NIC's link is down",
+                    self.backend.name, err)
+        if self.mode == "event":
+            self.machine.loop.remove_reader(self.backend.fileno())
+        self.model.set_link(False)
+
+    def _tx_pending(self) -> None:
+        """The guest posted a TX descriptor (called inside its TSD write)."""
+        if self.mode == "event" and not self._kick_queued:
+            self._kick_queued = True
+            self.machine.loop.call_soon(self._process_tx)
+
+    def _process_tx(self) -> None:
+        self._kick_queued = False
+        self.model.process_tx()
+
+    def _transmit(self, frame: bytes) -> None:
+        if self.backend_dead:
+            return
+        try:
+            self.backend.send(frame)  # a full peer drops the frame (counted), as a wire would
+        except NetError as err:
+            self._backend_died(err)
+
+    def _command_changed(self) -> None:
+        if self.function.bus_master_enabled and self.mode == "event":
+            self.model.process_tx()  # requests held while bus mastering was off
+
+    def _master_abort(self) -> None:
+        self.function.set_status(STATUS_RECEIVED_MASTER_ABORT)
+
+    def _bar_changed(self, index: int, old: int | None, new: int | None) -> None:
+        bus = self.machine.buses.pio if index == 0 else self.machine.buses.mmio
+        name = "rtl8139" if index == 0 else "rtl8139-mmio"
+        if old is not None:
+            bus.unregister(old)
+        if new is not None:
+            bus.register(new, 256, self.model.register_port, name)
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.firmware_setup()
+
+    def stats(self) -> dict[str, object]:
+        model = self.model
+        return {"mode": self.mode, "rx_frames": model.rx_frames, "tx_frames": model.tx_frames,
+                "rx_dropped": dict(model.rx_dropped), "tx_errors": model.tx_errors,
+                "backend": self.backend.counters.as_dict()}
+
+    def close(self) -> None:
+        try:
+            self.backend.close()
+        except OSError:
+            pass
+
+
+def open_nic(machine: "Machine", config: NicConfig) -> Nic:
+    try:
+        return Nic(machine, config)
+    except HostError:
+        raise
+    except OSError as err:
+        raise ConfigError(f"network backend: {os.strerror(err.errno) if err.errno else err}")
