@@ -26,6 +26,10 @@ static const struct scenario scenarios[] = {
     { "disk-seq", scn_disk_seq },
     { "disk-overlap", scn_disk_overlap },
     { "disk-flush", scn_disk_flush },
+    { "net-info", scn_net_info },
+    { "net-tx", scn_net_tx },
+    { "net-rx", scn_net_rx },
+    { "net-echo", scn_net_echo },
 };
 
 void kit_exit(uint32_t status)

@@ -32,5 +32,9 @@ int scn_disk_verify(const struct multiboot_info *mbi);
 int scn_disk_seq(const struct multiboot_info *mbi);
 int scn_disk_overlap(const struct multiboot_info *mbi);
 int scn_disk_flush(const struct multiboot_info *mbi);
+int scn_net_info(const struct multiboot_info *mbi);
+int scn_net_tx(const struct multiboot_info *mbi);
+int scn_net_rx(const struct multiboot_info *mbi);
+int scn_net_echo(const struct multiboot_info *mbi);
 
 #endif
