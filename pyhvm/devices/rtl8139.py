@@ -540,6 +540,11 @@ class Rtl8139:
             return False
         return self._packet_span(max(length, PAD_FRAME)) < self._rx_free()
 
+    def rx_ring_full(self) -> bool:
+        """Receiving is on, but the guest has not freed room for a full-size frame: a
+        backend should hold its frames back rather than have them dropped."""
+        return self._rx_refusal() is None and not self.can_receive()
+
     def receive(self, frame: bytes) -> bool:
         """A frame from the wire (no CRC). True if it was stored in the guest's ring."""
         reason = self._rx_refusal()

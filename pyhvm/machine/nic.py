@@ -42,6 +42,7 @@ NIC_IO_BASE = 0xC100               # what firmware would assign (SeaBIOS: the fi
 NIC_MMIO_BASE = 0xFEBF1000
 DEFAULT_MAC = "52:54:00:12:34:56"  # QEMU's default first NIC address
 RX_BUDGET = 64                     # frames taken from the backend per readiness/tick
+RING_FULL_RETRY_NS = 500_000       # event placement: look again this soon after a full ring
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Nic:
                                                        self.function.interrupt_pin))
         self._kick_queued = False
         self.backend_dead = False
+        self._reader_paused = False
         self.firmware_setup()
 
     def firmware_setup(self) -> None:
@@ -165,6 +167,9 @@ class Nic:
             return
         try:
             for _ in range(RX_BUDGET):
+                if self.model.rx_ring_full():
+                    self._ring_full()  # leave frames in the backend: the peer is paced
+                    return
                 frame = self.backend.recv()
                 if frame is None:
                     return
@@ -172,12 +177,29 @@ class Nic:
         except NetError as err:
             self._backend_died(err)
 
+    def _ring_full(self) -> None:
+        """The guest has not freed its RX ring: stop reading the backend for a moment (as
+        QEMU's can_receive does) rather than drop frames the guest would take later."""
+        if self.mode != "event" or self._reader_paused:
+            return  # poll: the next tick looks again
+        self._reader_paused = True
+        loop = self.machine.loop
+        loop.remove_reader(self.backend.fileno())
+        loop.call_at(loop.now_ns() + RING_FULL_RETRY_NS, self._resume_reader)
+
+    def _resume_reader(self) -> None:
+        self._reader_paused = False
+        if self.backend_dead:
+            return
+        self.machine.loop.add_reader(self.backend.fileno(), self._readable)
+        self._drain_backend()
+
     def _backend_died(self, err: Exception) -> None:
         """The backend's fd is gone (a deleted TAP): the guest sees the link go down."""
         self.backend_dead = True
         log.warning("network backend %s failed: %s; the NIC's link is down",
                     self.backend.name, err)
-        if self.mode == "event":
+        if self.mode == "event" and not self._reader_paused:
             self.machine.loop.remove_reader(self.backend.fileno())
         self.model.set_link(False)
 

@@ -915,3 +915,18 @@ def test_from_state_refuses_impossible_registers(offset: int, size: int, value: 
     bad = Rtl8139State(bytes(regs), 0, 0, True, state.eeprom_words)
     with pytest.raises(ValueError):
         Rtl8139.from_state(bad, rig.memory, FakeIrq(), rig.sent.append, rig.clock)
+
+
+
+def test_rx_ring_full_means_receiving_with_no_room_not_receiver_off() -> None:
+    """What a backend asks before taking a frame off the wire: hold it back only while the
+    guest's 8 KiB ring is full; with the receiver off the chip drops (and counts) frames."""
+    rig = Rig()
+    assert not rig.nic.rx_ring_full()  # receiver off: nothing to hold frames for
+    rig.start()
+    assert not rig.nic.rx_ring_full()
+    while rig.nic.receive(frame(size=1514)):
+        pass
+    assert rig.nic.rx_ring_full()
+    rig.consume_to(rig.r(CBR, 2))  # the driver took everything
+    assert not rig.nic.rx_ring_full()
