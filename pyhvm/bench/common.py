@@ -317,3 +317,16 @@ def check_guest_run(who: str, run: GuestRun, append: str) -> None:
         tail = " ".join(run.stderr.strip().split())[-STDERR_TAIL:]
         raise BenchError(f"{who} ({append!r}) ended with status {run.status}"
                          + (f": {tail}" if tail else ""))
+
+
+def reference_tsc_khz(samples: Iterable[Any]) -> tuple[int, str]:
+    """The TSC rate to turn cycles into seconds, and where it came from. A guest told the
+    rate by its VMM (CPUID leaf 0x40000010, which pyhvm offers) knows it exactly; one that
+    measured it against the PIT (QEMU's qemu64 CPU) can be far off on a loaded host. Both
+    guests read the same host TSC, so the announced rate serves every run. `samples` have
+    `tsc_khz` and `tsc_source`."""
+    samples = list(samples)
+    told = [s.tsc_khz for s in samples if s.tsc_source.startswith("cpuid")]
+    if told:
+        return int(median(told)), "cpuid"
+    return int(median(s.tsc_khz for s in samples)), "guest calibration"

@@ -520,14 +520,7 @@ def _progress(enabled: bool, first: Config) -> Callable[[str], None] | None:
 
 
 # --- the figures --------------------------------------------------------------------------
-def reference_tsc_khz(samples: Sequence[Sample]) -> tuple[int, str]:
-    """The TSC rate that turns every run's cycles into seconds. A guest told the rate by
-    its VMM (CPUID 0x40000010, as pyhvm does) knows it; one that measured it against the
-    PIT (QEMU's qemu64) may be off on a loaded host. Both read the same host TSC."""
-    told = [s.tsc_khz for s in samples if s.tsc_source.startswith("cpuid")]
-    if told:
-        return int(common.median(told)), "cpuid"
-    return int(common.median(s.tsc_khz for s in samples)), "guest calibration"
+reference_tsc_khz = common.reference_tsc_khz
 
 
 def mbps(sample: SeqSample, khz: int) -> float:

@@ -273,16 +273,7 @@ def cost_per_irq_us(lost: float | None, seconds: float, ticks: float) -> float |
     return lost * seconds * 1e6 / ticks
 
 
-def reference_tsc_khz(samples: Iterable[Sample]) -> tuple[int, str]:
-    """The TSC rate to turn cycles into seconds, and where it came from. A guest told the
-    rate by its VMM (CPUID leaf 0x40000010, which pyhvm offers) knows it exactly; one that
-    measured it against the PIT (QEMU's qemu64 CPU) can be far off on a loaded host. Both
-    guests read the same host TSC, so the announced rate serves every run."""
-    samples = list(samples)
-    told = [s.tsc_khz for s in samples if s.tsc_source.startswith("cpuid")]
-    if told:
-        return int(common.median(told)), "cpuid"
-    return int(common.median(s.tsc_khz for s in samples)), "guest calibration"
+reference_tsc_khz = common.reference_tsc_khz
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

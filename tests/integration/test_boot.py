@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guestkit import STATUS_OK, STATUS_PANIC, STATUS_USAGE, boot_pyhvm, parse_results, run_pyhvm
+from tests.guestkit import STATUS_OK, STATUS_PANIC, STATUS_USAGE, boot_pyhvm, run_pyhvm
 
 pytestmark = pytest.mark.kvm
 
@@ -144,26 +144,11 @@ def test_console_input_reaches_the_guest_through_the_uart(guestkit: Path) -> Non
     """Bytes written to pyhvm's stdin arrive in the 16550's receive FIFO, in order, none lost
     (sent once the guest has programmed the UART: bytes that arrive earlier are flushed by
     the guest's own FIFO reset, as on hardware)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pyhvm", "run", "--kernel", str(guestkit), "--append",
-         "scenario=echo n=40", "--max-seconds", "30"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        line = b""
-        while not line.startswith(b"echo: waiting"):
-            line = proc.stdout.readline()
-            assert line, "guest ended before asking for input"
-        message = b"0123456789abcdefghijklmnopqrstuvwxyzABCD"  # more than one 16-byte FIFO
-        proc.stdin.write(message)
-        proc.stdin.flush()
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1, err
-    result = next(r for r in parse_results(out.decode()) if r.scenario == "echo")
+    message = b"0123456789abcdefghijklmnopqrstuvwxyzABCD"  # more than one 16-byte FIFO
+    run = boot_pyhvm(guestkit, "scenario=echo n=40", input=message,
+                     input_after="echo: waiting")
+    assert run.status == STATUS_OK, run.describe()
+    result = run.result("echo")
     assert result.num("got") == 40
     assert bytes.fromhex(result["hex"]) == message
 
@@ -199,25 +184,10 @@ def test_uart_interrupts_reach_the_guest_on_irq4(guestkit: Path, irqchip: str) -
     """THR-empty and received-data interrupts of the 16550 arrive through the PIC (IRQ 4,
     gated by MCR.OUT2 as on a PC), in both placements; received bytes are read in the
     guest's interrupt handler."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pyhvm", "run", "--kernel", str(guestkit), "--append",
-         "scenario=uart-irq n=20", "--irqchip", irqchip, "--max-seconds", "30"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        line = b""
-        while not line.startswith(b"uart-irq: waiting"):
-            line = proc.stdout.readline()
-            assert line, "guest ended before asking for input"
-        message = b"interrupt-driven rx!"
-        proc.stdin.write(message)
-        proc.stdin.flush()
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1, err
-    result = next(r for r in parse_results(out.decode()) if r.scenario == "uart-irq")
+    message = b"interrupt-driven rx!"
+    run = boot_pyhvm(guestkit, "scenario=uart-irq n=20", "--irqchip", irqchip,
+                     input=message, input_after="uart-irq: waiting")
+    assert run.status == STATUS_OK, run.describe()
+    result = run.result("uart-irq")
     assert result.num("thre_irqs") >= 1 and result.num("rx_irqs") >= 1
     assert bytes.fromhex(result["hex"]) == message
