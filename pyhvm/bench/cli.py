@@ -115,6 +115,18 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     dk.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
     dk.set_defaults(func=_cmd_ide)
 
+    from . import net
+
+    nt = names.add_parser(
+        "net", help="RTL8139 frame delivery: pyhvm event vs poll, and QEMU",
+        description="The paper's network experiment: TX and RX throughput and echo RTT "
+                    "for pyhvm --net-mode event and poll and QEMU -device rtl8139, on one "
+                    "-netdev dgram backend with a host peer in this process. Timed in the "
+                    "guest.")
+    _common_options(nt, net.DEFAULT_REPS)
+    nt.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
+    nt.set_defaults(func=_cmd_net)
+
     from . import trace as trace_bench
 
     tr = names.add_parser(
@@ -175,6 +187,14 @@ def _cmd_ide(args: argparse.Namespace) -> int:
     return _report(args, lambda: ide.measure(reps=args.reps, mb=args.mb, sizes=args.sizes,
                                              kernel=args.kernel, qemu=not args.no_qemu,
                                              show_progress=True), ide.render)
+
+
+def _cmd_net(args: argparse.Namespace) -> int:
+    from . import net
+
+    return _report(args, lambda: net.measure(reps=args.reps, kernel=args.kernel,
+                                             qemu=not args.no_qemu, show_progress=True),
+                   net.render)
 
 
 def _report(args: argparse.Namespace, measure: Callable[[], dict[str, Any]],
