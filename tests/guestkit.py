@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyhvm.bench.common import run_watching
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROOT = REPO_ROOT
 GUEST_DIR = REPO_ROOT / "guest"
@@ -182,61 +184,9 @@ def boot_pyhvm(elf: Path, cmdline: str, *extra: str, timeout: float = BOOT_TIMEO
 def run_with_console_input(command: Sequence[str], input: bytes, after: str | None,
                            timeout: float, cwd: Path | None = None
                            ) -> subprocess.CompletedProcess[bytes]:
-    """Run a VMM whose stdout is the guest console; write `input` to its stdin (then close
-    it) once stdout has shown `after` (at once if None).
-
-    A UART's init clears its receive FIFO, so bytes a VMM passes on before the guest's
-    driver is up are lost, on hardware as on QEMU: a guest that wants input says when it
-    is ready. On timeout the process is killed and subprocess.TimeoutExpired raised.
-    """
-    proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=cwd)
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-    out, err = bytearray(), bytearray()
-    marker = after.encode() if after is not None else b""
-    sent = False
-
-    def send() -> None:
-        nonlocal sent
-        sent = True
-        try:
-            stdin.write(input)
-            stdin.close()
-        except OSError:         # the VMM is gone already; its status says why
-            pass
-
-    def pump_stdout() -> None:
-        while chunk := os.read(stdout.fileno(), 65536):
-            out.extend(chunk)
-            if not sent and marker in out:
-                send()
-
-    def pump_stderr() -> None:
-        while chunk := os.read(stderr.fileno(), 65536):
-            err.extend(chunk)
-
-    if not marker:
-        send()
-    readers = [threading.Thread(target=pump_stdout, daemon=True),
-               threading.Thread(target=pump_stderr, daemon=True)]
-    for t in readers:
-        t.start()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise subprocess.TimeoutExpired(list(command), timeout, bytes(out), bytes(err))
-    finally:
-        for t in readers:
-            t.join(timeout=5)
-        for f in (stdin, stdout, stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
-    return subprocess.CompletedProcess(list(command), proc.returncode, bytes(out), bytes(err))
+    """Run a VMM whose stdout is the guest console; write `input` to its stdin once stdout
+    has shown `after` (at once if None). See pyhvm.bench.common.run_watching."""
+    return run_watching(command, timeout, marker=after, input=input, cwd=cwd)
 
 
 # --- QEMU ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -330,3 +331,67 @@ def reference_tsc_khz(samples: Iterable[Any]) -> tuple[int, str]:
     if told:
         return int(median(told)), "cpuid"
     return int(median(s.tsc_khz for s in samples)), "guest calibration"
+
+
+def run_watching(command: Sequence[str], timeout: float, *, marker: str | None = None,
+                 on_marker: Callable[[], None] | None = None, input: bytes | None = None,
+                 cwd: str | Path | None = None, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[bytes]:
+    """Run a VMM whose stdout is the guest console, reading stdout and stderr as they come;
+    once stdout shows `marker` (at once if None), write `input` to its stdin (then close
+    it) and call `on_marker`. A guest that wants input or a peer says when it is ready: a
+    UART's init clears its receive FIFO, so earlier bytes would be lost, on hardware too.
+    On timeout the process is killed and subprocess.TimeoutExpired raised."""
+    proc = subprocess.Popen(list(command), stdin=subprocess.PIPE if input is not None
+                            else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    out, err = bytearray(), bytearray()
+    wanted = marker.encode() if marker is not None else b""
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
+        if stdin is not None:
+            try:
+                stdin.write(input or b"")
+                stdin.close()
+            except OSError:  # the VMM is gone already; its status says why
+                pass
+        if on_marker is not None:
+            on_marker()
+
+    def pump_stdout() -> None:
+        while chunk := os.read(stdout.fileno(), 65536):
+            out.extend(chunk)
+            if not fired and wanted in out:
+                fire()
+
+    def pump_stderr() -> None:
+        while chunk := os.read(stderr.fileno(), 65536):
+            err.extend(chunk)
+
+    if not wanted:
+        fire()
+    readers = [threading.Thread(target=pump_stdout, daemon=True),
+               threading.Thread(target=pump_stderr, daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise subprocess.TimeoutExpired(list(command), timeout, bytes(out), bytes(err))
+    finally:
+        for reader in readers:
+            reader.join(timeout=5)
+        for f in (stdin, stdout, stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+    return subprocess.CompletedProcess(list(command), proc.returncode, bytes(out), bytes(err))

@@ -119,41 +119,15 @@ def run_with_marker(command: Sequence[str], timeout: float,
     """Run a VMM whose stdout is the guest console; call on_ready once it shows the
     net-rx ready marker. Killed after `timeout`."""
     start = time.monotonic()
-    proc = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=common.pyhvm_env())
-    out, err = bytearray(), bytearray()
-    marker = READY_MARKER.encode()
-
-    def read_out() -> None:
-        fired = on_ready is None
-        assert proc.stdout is not None
-        while chunk := os.read(proc.stdout.fileno(), 65536):
-            out.extend(chunk)
-            if not fired and marker in out:
-                fired = True
-                on_ready()  # type: ignore[misc]
-
-    def read_err() -> None:
-        assert proc.stderr is not None
-        while chunk := os.read(proc.stderr.fileno(), 65536):
-            err.extend(chunk)
-
-    readers = [threading.Thread(target=read_out, daemon=True),
-               threading.Thread(target=read_err, daemon=True)]
-    for reader in readers:
-        reader.start()
     try:
-        proc.wait(timeout=timeout)
+        proc = common.run_watching(command, timeout,
+                                   marker=READY_MARKER if on_ready else None,
+                                   on_marker=on_ready, env=common.pyhvm_env())
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
         raise BenchError(f"{Path(command[0]).name} did not end within {timeout:.0f} s "
                          f"({what!r})") from None
-    finally:
-        for reader in readers:
-            reader.join(5)
-    return common.GuestRun(proc.returncode, out.decode("utf-8", "replace"),
-                           err.decode("utf-8", "replace"), time.monotonic() - start)
+    return common.GuestRun(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                           proc.stderr.decode("utf-8", "replace"), time.monotonic() - start)
 
 
 def sample_from(config: Config, output: str) -> dict[str, float]:

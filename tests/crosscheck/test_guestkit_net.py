@@ -26,6 +26,7 @@ import pytest
 
 from tests import guestkit
 from tests import netpeer
+from pyhvm.bench.common import run_watching
 from tests.guestkit import STATUS_OK, GuestRun, Result
 
 GUEST_MAC = "52:54:00:12:34:56"
@@ -79,42 +80,8 @@ def run_vmm(command: Sequence[str], timeout: float,
             cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run the VMM (its stdout is the guest console) to the end; call on_marker[1]() once
     the console shows on_marker[0]. Killed and TimeoutExpired raised after timeout."""
-    proc = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=cwd)
-    assert proc.stdout is not None and proc.stderr is not None
-    stdout, stderr = proc.stdout, proc.stderr
-    out, err = bytearray(), bytearray()
-    marker, callback = (on_marker[0].encode(), on_marker[1]) if on_marker else (None, None)
-    fired = False
-
-    def pump_stdout() -> None:
-        nonlocal fired
-        while chunk := os.read(stdout.fileno(), 65536):
-            out.extend(chunk)
-            if marker is not None and callback is not None and not fired and marker in out:
-                fired = True
-                callback()
-
-    def pump_stderr() -> None:
-        while chunk := os.read(stderr.fileno(), 65536):
-            err.extend(chunk)
-
-    readers = [threading.Thread(target=pump_stdout, daemon=True),
-               threading.Thread(target=pump_stderr, daemon=True)]
-    for t in readers:
-        t.start()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise subprocess.TimeoutExpired(list(command), timeout, bytes(out), bytes(err))
-    finally:
-        for t in readers:
-            t.join(timeout=5)
-        stdout.close()
-        stderr.close()
-    return subprocess.CompletedProcess(list(command), proc.returncode, bytes(out), bytes(err))
+    marker, callback = on_marker if on_marker else (None, None)
+    return run_watching(command, timeout, marker=marker, on_marker=callback, cwd=cwd)
 
 
 @pytest.fixture
