@@ -22,7 +22,8 @@ from ..boot.loader import load_kernel
 from ..bus import mmio_bus, pio_bus
 from ..devices.base import IrqLine
 from ..devices.debug_exit import DebugExit
-from ..devices.misc import I8042, PostCode
+from ..devices.i8042 import AUX_IRQ, KBD_IRQ, I8042
+from ..devices.misc import PostCode
 from ..devices.ata_disk import AtaDisk
 from ..devices.ide import PiixIde
 from ..devices.pci_chipset import build_pc_chipset
@@ -166,7 +167,7 @@ class Machine:
         pio.register(0xCFC, 4, self.chipset.host.data_port, "pci-data")
         self._wire_ide()
         self.nic = open_nic(self, self.config.nic) if self.config.nic else None
-        self.i8042 = I8042(self._guest_reset)
+        self.i8042 = I8042(self._guest_reset, self._line(KBD_IRQ), self._line(AUX_IRQ))
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
 
@@ -446,6 +447,7 @@ class Machine:
             region.buffer.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads zero
         self.uart.reset()
         self.rtc.reset()
+        self.i8042.reset()
         self.irqchip.reset()
         self.ide.reset()
         self.chipset.host.reset()

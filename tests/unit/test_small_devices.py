@@ -1,4 +1,4 @@
-"""isa-debug-exit, the POST code port and the i8042 reset stub."""
+"""isa-debug-exit, the POST code port and the i8042's reset path."""
 
 from __future__ import annotations
 
@@ -126,12 +126,14 @@ def test_i8042_keyboard_enable_bits_follow_ad_and_ae() -> None:
     assert not kbc.data_port.read(0, 1) & 0x10
 
 
-def test_i8042_unknown_commands_and_keyboard_bytes_are_ignored() -> None:
-    """No keyboard: a data byte without a pending command goes nowhere; A2 tracks the port."""
+def test_i8042_unknown_commands_are_ignored_and_a2_tracks_the_port() -> None:
+    """An unknown command changes nothing but A2; a data byte (here the command byte's)
+    clears A2. Keyboard bytes are tested in test_i8042.py."""
     kbc, resets = make_i8042()
     kbc.command_port.write(0, 1, 0xC5)
     assert kbc.command_port.read(0, 1) == STATUS_SYS | STATUS_INH | STATUS_A2
-    kbc.data_port.write(0, 1, 0xFF)
+    kbc.command_port.write(0, 1, 0x60)
+    kbc.data_port.write(0, 1, 0x44)  # the command byte it already had
     assert kbc.command_port.read(0, 1) == STATUS_SYS | STATUS_INH
     assert resets == []
 
