@@ -60,6 +60,10 @@ What the guest can make it do: send frames of up to 1792 bytes from any RAM it n
 received frames into the ring it programs (and nowhere else: at most RBSTART + ring + 1522),
 toggle its interrupt line, reprogram its own EEPROM. What it cannot: make the model touch
 memory outside those windows, grow any buffer, block the caller, or raise an exception.
+The model reads no length from a frame's contents (no C+ mode, no offloads), handles at
+most four descriptors per `process_tx`, and is not re-entrant: `process_tx` or `receive`
+called from a port while one runs does nothing. docs/security/device-bugs.md lists the
+RTL8139 bugs of other VMMs this rules out; tests/unit/test_rtl8139_history.py replays them.
 
 Not emulated: early RX/TX (ERBCR, ERSR, early thresholds are stored or read 0), RX/TX FIFOs
 and their overflow (FOVW, TUN from real underruns), collisions, CRC/alignment errors (RER),
@@ -457,6 +461,9 @@ class Rtl8139:
         self.tx_frames = 0
         self.tx_bytes = 0
         self.tx_errors = 0
+        self.tx_dropped: Counter[str] = Counter()  # sent with no carrier: "link-down"
+        self._tx_running = False  # inside process_tx (see there)
+        self._rx_running = False  # inside receive
         self._readers: dict[int, Callable[[], int]] = {
             CR: self._read_cr, TCTR: self._read_tctr, CR9346: self._read_9346cr,
             MSR: self._read_msr, TSAD: self._read_tsad, BMSR: self._read_bmsr,
@@ -546,7 +553,18 @@ class Rtl8139:
         return self._rx_refusal() is None and not self.can_receive()
 
     def receive(self, frame: bytes) -> bool:
-        """A frame from the wire (no CRC). True if it was stored in the guest's ring."""
+        """A frame from the wire (no CRC). True if it was stored in the guest's ring.
+        A call made from a port while a frame is being stored is refused ("reentrant")."""
+        if self._rx_running:
+            self.rx_dropped["reentrant"] += 1
+            return False
+        self._rx_running = True
+        try:
+            return self._receive(frame)
+        finally:
+            self._rx_running = False
+
+    def _receive(self, frame: bytes) -> bool:
         reason = self._rx_refusal()
         if reason is None and len(frame) < MIN_FRAME:
             reason = "runt"
@@ -562,13 +580,22 @@ class Rtl8139:
         return self._store(bytes(frame), status)
 
     def process_tx(self) -> int:
-        """Send the pending descriptors in ring order from the current one; how many went."""
-        sent = 0
-        while sent < TX_DESCRIPTORS and self.tx_pending:
-            self._transmit_one(self._cur_tx)
-            self._cur_tx = (self._cur_tx + 1) % TX_DESCRIPTORS
-            sent += 1
-        return sent
+        """Send the pending descriptors in ring order from the current one; how many went:
+        at most four a call, however fast the guest re-posts them. A call made while one
+        runs (a port calling back into the chip, as QEMU's DMA into its own registers did)
+        returns 0 and leaves the work to the running call or the next kick."""
+        if self._tx_running:
+            return 0
+        self._tx_running = True
+        try:
+            sent = 0
+            while sent < TX_DESCRIPTORS and self.tx_pending:
+                self._transmit_one(self._cur_tx)
+                self._cur_tx = (self._cur_tx + 1) % TX_DESCRIPTORS
+                sent += 1
+            return sent
+        finally:
+            self._tx_running = False
 
     # -- guest side -----------------------------------------------------------------------------
 
@@ -815,6 +842,8 @@ class Rtl8139:
             self.receive(frame)
         elif self._link_up:
             self._transmit(frame)
+        else:
+            self.tx_dropped["link-down"] += 1  # TSD.CRS tells the guest
 
     def _dma_read(self, address: int, size: int) -> bytes | None:
         if address + size > ADDRESS_LIMIT:

@@ -131,7 +131,8 @@ class Nic:
                                                        self.function.interrupt_pin))
         self._kick_queued = False
         self.backend_dead = False
-        self._reader_paused = False
+        self._reading = False      # the backend fd is registered with the event loop
+        self.tx_lost = 0           # frames lost in the send that found the backend dead
         self.firmware_setup()
 
     def firmware_setup(self) -> None:
@@ -145,6 +146,7 @@ class Nic:
         loop = self.machine.loop
         if self.mode == "event":
             loop.add_reader(self.backend.fileno(), self._readable)
+            self._reading = True
         else:
             loop.call_at(loop.now_ns() + self.interval_ns, self._poll)
 
@@ -180,27 +182,34 @@ class Nic:
     def _ring_full(self) -> None:
         """The guest has not freed its RX ring: stop reading the backend for a moment (as
         QEMU's can_receive does) rather than drop frames the guest would take later."""
-        if self.mode != "event" or self._reader_paused:
-            return  # poll: the next tick looks again
-        self._reader_paused = True
+        if not self._reading:
+            return  # poll, or already paused: the next tick (or the retry) looks again
+        self._stop_reading()
         loop = self.machine.loop
-        loop.remove_reader(self.backend.fileno())
         loop.call_at(loop.now_ns() + RING_FULL_RETRY_NS, self._resume_reader)
 
     def _resume_reader(self) -> None:
-        self._reader_paused = False
-        if self.backend_dead:
+        if self.backend_dead or self._reading:
             return
         self.machine.loop.add_reader(self.backend.fileno(), self._readable)
+        self._reading = True
         self._drain_backend()
 
+    def _stop_reading(self) -> None:
+        """Loop thread only (the selector is not thread-safe)."""
+        if self._reading:
+            self._reading = False
+            self.machine.loop.remove_reader(self.backend.fileno())
+
     def _backend_died(self, err: Exception) -> None:
-        """The backend's fd is gone (a deleted TAP): the guest sees the link go down."""
+        """The backend's fd is gone (a deleted TAP): the guest sees the link go down (ISR.
+        LinkChg, MSR.LINKB; later frames complete with TSD.CRS and are counted), the VM runs
+        on. May run on a vCPU thread (a send), so the fd leaves the loop from the loop."""
         self.backend_dead = True
         log.warning("network backend %s failed: %s; the NIC's link is down",
                     self.backend.name, err)
-        if self.mode == "event" and not self._reader_paused:
-            self.machine.loop.remove_reader(self.backend.fileno())
+        if self._reading:
+            self.machine.loop.call_soon(self._stop_reading)
         self.model.set_link(False)
 
     def _tx_pending(self) -> None:
@@ -219,6 +228,7 @@ class Nic:
         try:
             self.backend.send(frame)  # a full peer drops the frame (counted), as a wire would
         except NetError as err:
+            self.tx_lost += 1
             self._backend_died(err)
 
     def _command_changed(self) -> None:
@@ -244,6 +254,8 @@ class Nic:
         model = self.model
         return {"mode": self.mode, "rx_frames": model.rx_frames, "tx_frames": model.tx_frames,
                 "rx_dropped": dict(model.rx_dropped), "tx_errors": model.tx_errors,
+                "tx_dropped": dict(model.tx_dropped), "tx_lost": self.tx_lost,
+                "backend_dead": self.backend_dead,
                 "backend": self.backend.counters.as_dict()}
 
     def close(self) -> None:
