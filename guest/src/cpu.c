@@ -70,6 +70,8 @@ static void set_gate(unsigned vec, uint64_t addr, uint8_t type, uint8_t ist)
     g->reserved = 0;
 }
 
+syscall_ext_t syscall_extension;
+
 static void syscall_handler(struct regs *r)
 {
     switch (r->rax) {
@@ -80,7 +82,8 @@ static void syscall_handler(struct regs *r)
         r->rax = 0;
         break;
     default:
-        r->rax = (uint64_t)-1;
+        if (!syscall_extension || !syscall_extension(r))
+            r->rax = (uint64_t)-1;
         break;
     }
 }

@@ -31,6 +31,13 @@ __attribute__((noreturn)) void panic_regs(const struct regs *r);
 uint64_t run_user(uint64_t (*fn)(void *), void *arg);
 extern uint64_t user_rflags;
 
+/*
+ * More system calls for a scenario (numbers from 16 up): returns 1 if it handled r->rax
+ * (result in r->rax), 0 to fail the call with -1. Runs at CPL 0.
+ */
+typedef int (*syscall_ext_t)(struct regs *r);
+extern syscall_ext_t syscall_extension;
+
 /* How many system calls came in through the #UD fixup rather than the gate. */
 extern uint64_t syscall_ud_count;
 

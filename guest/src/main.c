@@ -30,6 +30,14 @@ static const struct scenario scenarios[] = {
     { "net-tx", scn_net_tx },
     { "net-rx", scn_net_rx },
     { "net-echo", scn_net_echo },
+    { "vga-text", scn_vga_text },
+    { "vbe", scn_vbe },
+    { "fb-fill", scn_fb_fill },
+    { "fb-blit", scn_fb_blit },
+    { "fb-scroll", scn_fb_scroll },
+    { "mem-touch", scn_mem_touch },
+    { "mem-random", scn_mem_random },
+    { "mem-ptchurn", scn_mem_ptchurn },
 };
 
 void kit_exit(uint32_t status)

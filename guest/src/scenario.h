@@ -36,5 +36,13 @@ int scn_net_info(const struct multiboot_info *mbi);
 int scn_net_tx(const struct multiboot_info *mbi);
 int scn_net_rx(const struct multiboot_info *mbi);
 int scn_net_echo(const struct multiboot_info *mbi);
+int scn_vga_text(const struct multiboot_info *mbi);
+int scn_vbe(const struct multiboot_info *mbi);
+int scn_fb_fill(const struct multiboot_info *mbi);
+int scn_fb_blit(const struct multiboot_info *mbi);
+int scn_fb_scroll(const struct multiboot_info *mbi);
+int scn_mem_touch(const struct multiboot_info *mbi);
+int scn_mem_random(const struct multiboot_info *mbi);
+int scn_mem_ptchurn(const struct multiboot_info *mbi);
 
 #endif
