@@ -22,10 +22,16 @@ Modes:
           fast as the socket takes them).
   echo    send every frame back with the MACs swapped (net-echo), checking it first.
 
+Over a TAP instead (tests/integration/test_net_tap.py): ``ifname=`` puts the peer on an
+AF_PACKET socket bound to that interface (in the network namespace the TAP lives in), for
+the test ethertype only; frames the peer sends itself, which the kernel also shows the
+socket, are skipped.
+
 Use it as a module (NetPeer, threads; tests/crosscheck/test_guestkit_net.py) or as a
 program: ``python3 tests/netpeer.py --mode sink --local PEER --remote VMM --seconds 30``
-prints a JSON summary when it stops (after --seconds, on SIGINT/SIGTERM, or in source mode
-once all frames went out).
+(or ``--ifname TAP``) prints "netpeer: ready" once its socket is bound, then a JSON summary
+when it stops (after --seconds, on SIGINT/SIGTERM, or in source mode once all frames went
+out). ``--go-on-stdin``: a source waits for a line on stdin before sending.
 """
 
 from __future__ import annotations
@@ -132,7 +138,8 @@ class PeerStats:
 
 
 class NetPeer:
-    """One end of a dgram backend: binds `local_path`, talks to `remote_path` (the VMM's).
+    """One end of a dgram backend: binds `local_path`, talks to `remote_path` (the VMM's);
+    or, with `ifname`, a raw AF_PACKET socket on that interface (a TAP).
 
     start() binds at once (before the VMM starts: the VMM sends to this path) and runs the
     mode in a thread; stop() ends it, closes the socket and removes local_path. The VMM's
@@ -140,11 +147,15 @@ class NetPeer:
     directory for both.
     """
 
-    def __init__(self, local_path: str, remote_path: str, mode: str, *, n: int = 0,
-                 size: int = MAX_FRAME, pps: float = 0, guest_mac: bytes = GUEST_MAC,
-                 peer_mac: bytes = PEER_MAC, send_timeout: float = 5.0) -> None:
+    def __init__(self, local_path: str | None, remote_path: str | None, mode: str, *,
+                 n: int = 0, size: int = MAX_FRAME, pps: float = 0,
+                 guest_mac: bytes = GUEST_MAC, peer_mac: bytes = PEER_MAC,
+                 send_timeout: float = 5.0, ifname: str | None = None) -> None:
         if mode not in ("sink", "source", "echo"):
             raise ValueError(f"unknown mode {mode!r}")
+        if (ifname is None) == (local_path is None or remote_path is None):
+            raise ValueError("give local_path and remote_path, or ifname")
+        self.ifname = ifname
         self.local_path, self.remote_path, self.mode = local_path, remote_path, mode
         self.n, self.size, self.pps = n, size, pps
         self.guest_mac, self.peer_mac = guest_mac, peer_mac
@@ -160,8 +171,12 @@ class NetPeer:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> NetPeer:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(self.local_path)
+        if self.ifname is not None:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
+            sock.bind((self.ifname, ETHERTYPE))
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(self.local_path)
         sock.settimeout(0.1)                # recv wakes up to look at the stop flag
         self._sock = sock
         target = {"sink": self._run_sink, "source": self._run_source,
@@ -183,10 +198,11 @@ class NetPeer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        try:
-            os.unlink(self.local_path)
-        except FileNotFoundError:
-            pass
+        if self.local_path is not None:
+            try:
+                os.unlink(self.local_path)
+            except FileNotFoundError:
+                pass
         return self.stats
 
     def __enter__(self) -> NetPeer:
@@ -208,9 +224,11 @@ class NetPeer:
     def _recv(self) -> bytes | None:
         assert self._sock is not None
         try:
-            frame = self._sock.recv(65536)
+            frame, address = self._sock.recvfrom(65536)
         except socket.timeout:
             return None
+        if self.ifname is not None and address[2] == socket.PACKET_OUTGOING:
+            return None                     # our own send, as the packet socket sees it
         now = time.monotonic()
         st = self.stats
         st.received += 1
@@ -228,7 +246,10 @@ class NetPeer:
         deadline = time.monotonic() + self.send_timeout
         while not self._stop.is_set():
             try:
-                self._sock.sendto(frame, self.remote_path)
+                if self.remote_path is None:
+                    self._sock.send(frame)
+                else:
+                    self._sock.sendto(frame, self.remote_path)
                 self.stats.sent += 1
                 return True
             except (socket.timeout, BlockingIOError):
@@ -296,8 +317,11 @@ class NetPeer:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=("sink", "source", "echo"), required=True)
-    ap.add_argument("--local", required=True, help="this peer's socket (the VMM's remote.path)")
-    ap.add_argument("--remote", required=True, help="the VMM's socket (its local.path)")
+    ap.add_argument("--local", help="this peer's socket (the VMM's remote.path)")
+    ap.add_argument("--remote", help="the VMM's socket (its local.path)")
+    ap.add_argument("--ifname", help="instead: a raw socket on this interface (a TAP)")
+    ap.add_argument("--go-on-stdin", action="store_true",
+                    help="source: send once a line arrives on stdin")
     ap.add_argument("-n", "--n", type=int, default=1000, help="source: frames to send")
     ap.add_argument("--size", type=int, default=MAX_FRAME, help="source: frame bytes")
     ap.add_argument("--pps", type=float, default=0, help="source: rate (0: unpaced)")
@@ -308,14 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guest-mac", default=mac_str(GUEST_MAC))
     args = ap.parse_args(argv)
 
+    if (args.ifname is None) == (args.local is None or args.remote is None):
+        ap.error("give --local and --remote, or --ifname")
     peer = NetPeer(args.local, args.remote, args.mode, n=args.n, size=args.size,
-                   pps=args.pps, guest_mac=parse_mac(args.guest_mac))
+                   pps=args.pps, guest_mac=parse_mac(args.guest_mac), ifname=args.ifname)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     peer.start()
+    print("netpeer: ready", flush=True)
     try:
         if args.mode == "source":
+            if args.go_on_stdin and not sys.stdin.readline():
+                return 130
             if stop.wait(args.delay):
                 return 130
             peer.go()
