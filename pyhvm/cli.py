@@ -19,6 +19,8 @@ See where the guest's time went:
   pyhvm stat -- --kernel ... ;  pyhvm run ... --qmp unix:/tmp/q.sock,server,wait=off && pyhvm top /tmp/q.sock
 Measure the paper's optimizations, side by side in one run:
   pyhvm bench exits | startup | pic | ide | trace
+Fuzz the device models as a hostile guest (no KVM needed):
+  pyhvm fuzz --config pc --ops 100000 [--json] ;  pyhvm fuzz --replay FILE
 """
 
 
@@ -179,6 +181,9 @@ def build_parser(only_run: bool = False) -> argparse.ArgumentParser:
     from .control.top import add_top_parser
 
     add_top_parser(sub)
+    from .fuzz.cli import add_fuzz_parser
+
+    add_fuzz_parser(sub)
     return parser
 
 
