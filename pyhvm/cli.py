@@ -73,6 +73,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                           "paper's 'before'; default interval 10 ms)")
     run.add_argument("--object", "-object", metavar="filter-dump,id=ID,netdev=ID,file=PCAP",
                      help="capture the NIC's frames to a pcap file (tcpdump, Wireshark)")
+    run.add_argument("--vga", "-vga", default="std", metavar="std[,vgamem=SIZE]|none",
+                     help="the display adapter: QEMU's std VGA (Bochs VBE, 16M video memory "
+                          "by default) at PCI 00:02.0, or none")
+    run.add_argument("--vga-mem", choices=("trap", "shared"), default="shared",
+                     help="where the guest's framebuffer writes go: MMIO exits to the model "
+                          "(trap, the paper's 'before') or shared memory with KVM's dirty "
+                          "log (shared, default)")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
     run.add_argument("--stats", metavar="FILE",
@@ -119,6 +126,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                max_seconds=args.max_seconds, reboot=not args.no_reboot,
                                irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy,
                                drives=drives, ide_dma=args.ide_dma, nic=nic,
+                               vga=args.vga, vga_mem=args.vga_mem,
                                trace=args.trace,
                                trace_events=tuple(e for e in args.trace_events.split(",") if e))
         machine = Machine(config)

@@ -79,6 +79,8 @@ class MachineConfig:
     drives: list[DriveConfig] = field(default_factory=list)
     ide_dma: str = "concurrent"  # "sync" (in the vCPU's exit) or "concurrent" (workers)
     nic: "NicConfig | None" = None  # --netdev + --device rtl8139 (+ --net-mode, capture)
+    vga: str = "std"  # --vga std[,vgamem=SIZE]|none (machine/display.py)
+    vga_mem: str = "shared"  # --vga-mem: framebuffer "trap" (MMIO) or "shared" (dirty log)
     trace: str | None = None  # --trace FILE
     trace_events: tuple[str, ...] = ("exits", "irq", "devices", "backend")
     debug_exit_port: int = 0xF4

@@ -45,6 +45,7 @@ from . import cpu
 from .config import ConfigError, MachineConfig
 from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
 from .nic import open_nic
+from .display import open_vga, parse_vga, ram_memslots
 
 log = logging.getLogger("pyhvm")
 
@@ -120,9 +121,9 @@ class Machine:
                               f"{', '.join(LOST_TICK_POLICIES)}")
         self.recorder = _open_recorder(config)
         self.memory = _allocate_memory(config.memory)
-        for region in self.memory.regions:
-            self.vm.set_user_memory_region(region.slot, region.gpa, region.size,
-                                           region.host_address)
+        self.vga_config = parse_vga(config.vga, config.vga_mem)
+        for slot, gpa, size, host in ram_memslots(self.memory, self.vga_config.kind != "none"):
+            self.vm.set_user_memory_region(slot, gpa, size, host)
         self.console = open_console(config.serial)
         self.console.schedule = lambda flush: self.loop.call_at(
             self.loop.now_ns() + CONSOLE_FLUSH_NS, flush)
@@ -167,6 +168,7 @@ class Machine:
         pio.register(0xCFC, 4, self.chipset.host.data_port, "pci-data")
         self._wire_ide()
         self.nic = open_nic(self, self.config.nic) if self.config.nic else None
+        self.vga = open_vga(self, self.vga_config)  # 00:02.0, or None with --vga none
         self.i8042 = I8042(self._guest_reset, self._line(KBD_IRQ), self._line(AUX_IRQ))
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
@@ -454,6 +456,8 @@ class Machine:
         self._firmware_pci_setup()
         if self.nic is not None:
             self.nic.reset()
+        if self.vga is not None:
+            self.vga.reset()
         # KVM rewrites these at the next exit; until then they describe the old guest, whose
         # IF=1 would let the injector deliver into a CPU that has just been reset.
         run_page = self.vcpus[0].run_page
@@ -468,6 +472,8 @@ class Machine:
     def close(self) -> None:
         if getattr(self, "nic", None) is not None:
             self.nic.close()
+        if getattr(self, "vga", None) is not None:
+            self.vga.close()
         if hasattr(self, "disk_executor"):
             self.disk_executor.close()
         for image in getattr(self, "disk_images", []):
