@@ -41,6 +41,14 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      help="Multiboot module; may repeat")
     run.add_argument("-m", "--memory", default="128M", metavar="SIZE",
                      help="guest RAM, e.g. 128M or 2G (default 128M)")
+    run.add_argument("--mem-backing", default="anon",
+                     metavar="anon|memfd[,hugepages=on]|hugetlbfs:PATH|file:PATH",
+                     help="host memory behind guest RAM (default anon; the others are "
+                          "MAP_SHARED, so other processes can map guest RAM)")
+    run.add_argument("--mem-prealloc", "-mem-prealloc", action="store_true",
+                     help="populate all guest RAM at start instead of at first touch")
+    run.add_argument("--mem-thp", default=None, metavar="on|off",
+                     help="advise transparent huge pages on anon and memfd RAM (default on)")
     run.add_argument("--cpus", "-smp", type=int, default=1, metavar="N",
                      help="number of vCPUs (default 1)")
     run.add_argument("--serial", "-serial", default="stdio", metavar="stdio|file:PATH|none",
@@ -120,8 +128,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             nic = NicConfig(args.netdev, args.device, mode, interval, args.object)
         elif args.object:
             raise ConfigError("--object filter-dump needs a --netdev to capture")
+        from .memory_backing import DEFAULT_THP, parse_backing, parse_switch
+
+        thp = DEFAULT_THP if args.mem_thp is None else parse_switch(args.mem_thp, "--mem-thp")
+        backing = parse_backing(args.mem_backing, prealloc=args.mem_prealloc, thp=thp)
         config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
                                modules=args.module, memory=parse_size(args.memory),
+                               mem_backing=backing,
                                cpus=args.cpus, serial=args.serial,
                                max_seconds=args.max_seconds, reboot=not args.no_reboot,
                                irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy,

@@ -1,20 +1,24 @@
-"""Guest RAM: anonymous mmap regions, one checked API by guest-physical address.
+"""Guest RAM: host memory regions, one checked API by guest-physical address.
 
 Every access names a guest-physical address (GPA) and a length. The pair must fall wholly
 inside one RAM region; anything else (outside RAM, straddling two regions or the hole, a
 negative or absurd length) raises `GuestMemoryError` and touches no host memory. Python's
 slicing traps (negative indexes wrap, short slices, growing bytearrays) never see a guest
 value: bounds are checked before any slice is taken.
+
+Where the host memory comes from (anonymous, memfd, hugetlbfs, a file; prealloc; THP) is
+memory_backing.py's job; dirty-page logging of the memslots is memory_dirty.py's.
 """
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .devices.base import GuestError
+from .memory_backing import BackingSpec, HostRam, Mapping, host_page_sizes
 
 PAGE_SIZE = 4096
 MiB = 1 << 20
@@ -29,14 +33,26 @@ class GuestMemoryError(GuestError):
     """A guest-physical range that is not wholly inside guest RAM."""
 
 
+class SlotRegistrar(Protocol):
+    """What registers a memslot (kvm.Vm); memory.py itself knows nothing of KVM."""
+
+    def set_user_memory_region(self, slot: int, guest_phys_addr: int, memory_size: int,
+                               userspace_addr: int, flags: int = 0) -> None: ...
+
+
 @dataclass
 class RamRegion:
+    """One RAM region and the KVM memslot it is registered as."""
+
     gpa: int
     size: int
     slot: int
     buffer: mmap.mmap = field(repr=False)
     view: memoryview = field(repr=False)
     host_address: int = field(repr=False)
+    fd_offset: int = -1           # offset in the shared backing's fd; -1 for anon
+    flags: int = 0                # KVM memslot flags (KVM_MEM_LOG_DIRTY_PAGES, ...)
+    mapping: Mapping | None = field(default=None, repr=False)
 
     @property
     def end(self) -> int:
@@ -53,17 +69,29 @@ def ram_layout(size: int) -> list[tuple[int, int]]:
 class GuestMemory:
     """All of the guest's RAM. Regions are added once at build time, never moved."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: HostRam | None = None) -> None:
         self.regions: list[RamRegion] = []
+        self.host = host if host is not None else HostRam(BackingSpec(thp=False), 0)
 
     @classmethod
-    def with_size(cls, size: int) -> "GuestMemory":
+    def with_size(cls, size: int, backing: BackingSpec | None = None) -> "GuestMemory":
+        """RAM laid out as a PC has it (ram_layout), backed as `backing` says (default:
+        anonymous memory, THP as memory_backing.DEFAULT_THP). BackingError when the host
+        cannot give it."""
         if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"RAM size must be a positive multiple of 4 KiB, not {size}")
-        memory = cls()
-        for gpa, region_size in ram_layout(size):
-            memory.add_region(gpa, region_size)
+        memory = cls(HostRam(backing if backing is not None else BackingSpec(), size))
+        try:
+            for gpa, region_size in ram_layout(size):
+                memory.add_region(gpa, region_size)
+        except BaseException:
+            memory.close()
+            raise
         return memory
+
+    @property
+    def backing(self) -> BackingSpec:
+        return self.host.spec
 
     def add_region(self, gpa: int, size: int) -> RamRegion:
         if gpa % PAGE_SIZE or size <= 0 or size % PAGE_SIZE:
@@ -71,13 +99,9 @@ class GuestMemory:
         for other in self.regions:
             if gpa < other.end and other.gpa < gpa + size:
                 raise ValueError(f"region {gpa:#x}+{size:#x} overlaps {other.gpa:#x}")
-        buffer = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                           mmap.PROT_READ | mmap.PROT_WRITE)
-        anchor = ctypes.c_char.from_buffer(buffer)
-        host_address = ctypes.addressof(anchor)
-        del anchor  # an exported buffer could not be closed later
-        region = RamRegion(gpa, size, len(self.regions), buffer, memoryview(buffer),
-                           host_address)
+        mapping = self.host.map_region(size)
+        region = RamRegion(gpa, size, len(self.regions), mapping.buffer, mapping.view,
+                           mapping.host_address, mapping.fd_offset, 0, mapping)
         self.regions.append(region)
         self.regions.sort(key=lambda r: r.gpa)
         return region
@@ -86,11 +110,57 @@ class GuestMemory:
     def size(self) -> int:
         return sum(region.size for region in self.regions)
 
+    def region_of_slot(self, slot: int) -> RamRegion:
+        for region in self.regions:
+            if region.slot == slot:
+                return region
+        raise KeyError(f"no RAM region is memslot {slot}")
+
+    def register(self, vm: "SlotRegistrar") -> None:
+        """Register every region as a KVM memslot, with its flags."""
+        for region in self.regions:
+            vm.set_user_memory_region(region.slot, region.gpa, region.size,
+                                      region.host_address, region.flags)
+
+    def discard(self) -> None:
+        """Every byte of RAM reads zero again (a reboot), the host memory freed where the
+        backing allows (prealloc populates it again)."""
+        for region in self.regions:
+            if region.mapping is not None:
+                self.host.discard(region.mapping)
+            else:
+                region.buffer.madvise(mmap.MADV_DONTNEED)
+
+    def share(self) -> dict[str, object]:
+        """What another process needs to map guest RAM: the backing's fd and path, and per
+        region its guest-physical address, size and offset in that fd (shared backings
+        only; `regions` is empty for anon)."""
+        info = self.host.share()
+        if info["fd"] is None:
+            return info
+        info["regions"] = [{"gpa": r.gpa, "size": r.size, "offset": r.fd_offset,
+                            "slot": r.slot} for r in self.regions]
+        return info
+
+    def host_stats(self) -> dict[str, object]:
+        """How the host backs guest RAM now: the backing, and bytes resident, in
+        transparent huge pages and in hugetlb pages (from /proc/self/smaps)."""
+        totals: dict[str, int] = {}
+        for region in self.regions:
+            for key, value in host_page_sizes(region.host_address, region.size).items():
+                totals[key] = totals.get(key, 0) + value
+        return {"backing": self.host.spec.describe(), "page_size": self.host.page_size,
+                "ram_bytes": self.size, **{f"{k}_bytes": v for k, v in totals.items()}}
+
     def close(self) -> None:
         for region in self.regions:
-            region.view.release()
-            region.buffer.close()
+            if region.mapping is not None:
+                self.host.unmap(region.mapping)
+            else:
+                region.view.release()
+                region.buffer.close()
         self.regions.clear()
+        self.host.close()
 
     # --- the checked API ----------------------------------------------------------------
     def _locate(self, gpa: int, size: int) -> tuple[RamRegion, int]:

@@ -72,6 +72,12 @@ class Vm:
         _ioctl(self.fd, k.KVM_GET_DIRTY_LOG, log, f"KVM_GET_DIRTY_LOG slot {slot}")
         return bytearray(bitmap)
 
+    def get_dirty_log_into(self, slot: int, bitmap_address: int) -> None:
+        """KVM_GET_DIRTY_LOG into a caller's buffer of ceil(npages / 64) u64 words (no
+        allocation per call: memory_dirty.DirtyLog reuses one per slot)."""
+        log = s.kvm_dirty_log(slot, 0, bitmap_address)
+        _ioctl(self.fd, k.KVM_GET_DIRTY_LOG, log, f"KVM_GET_DIRTY_LOG slot {slot}")
+
     def set_tss_addr(self, addr: int) -> None:
         """Three pages of guest-physical space KVM may use for real-mode emulation (VMX)."""
         _ioctl_ulong(self.fd, k.KVM_SET_TSS_ADDR, addr, "KVM_SET_TSS_ADDR")

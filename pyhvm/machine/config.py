@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import HostError
 
 if TYPE_CHECKING:
+    from ..memory_backing import BackingSpec
     from .nic import NicConfig
 
 
@@ -70,6 +71,7 @@ class MachineConfig:
     initrd: str | None = None
     modules: list[str] = field(default_factory=list)
     memory: int = 128 << 20
+    mem_backing: "BackingSpec | None" = None  # --mem-backing/-prealloc/-thp; None: defaults
     cpus: int = 1
     serial: str = "stdio"
     max_seconds: float | None = None

@@ -33,6 +33,7 @@ from ..kvm import Kvm, KvmError
 from ..kvm import constants as kc
 from ..kvm.vcpu import Vcpu
 from ..memory import LOW_RAM_TOP, GuestMemory
+from ..memory_backing import BackingSpec
 from ..runtime.diagnostics import register_dump
 from ..runtime.dispatch import Buses
 from ..runtime.eventloop import EventLoop
@@ -120,7 +121,7 @@ class Machine:
             raise ConfigError(f"--lost-tick-policy {config.lost_tick_policy!r}: use one of "
                               f"{', '.join(LOST_TICK_POLICIES)}")
         self.recorder = _open_recorder(config)
-        self.memory = _allocate_memory(config.memory)
+        self.memory = _allocate_memory(config.memory, config.mem_backing)
         self.vga_config = parse_vga(config.vga, config.vga_mem)
         for slot, gpa, size, host in ram_memslots(self.memory, self.vga_config.kind != "none"):
             self.vm.set_user_memory_region(slot, gpa, size, host)
@@ -329,6 +330,7 @@ class Machine:
             "timer_callbacks": self.loop.timer_callbacks,
         }
         result.update(self.irqchip.stats())
+        result["memory"] = self.memory.host_stats()
         if self.nic is not None:
             result["nic"] = self.nic.stats()
         return result
@@ -445,8 +447,7 @@ class Machine:
         self._reset_requested = False
         if self.exit_status is not None:
             return  # something else stopped the machine meanwhile
-        for region in self.memory.regions:
-            region.buffer.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads zero
+        self.memory.discard()  # reads zero, whatever the backing
         self.uart.reset()
         self.rtc.reset()
         self.i8042.reset()
@@ -515,19 +516,13 @@ def _open_recorder(config: MachineConfig) -> Recorder | None:
     return Recorder(f, config.trace_events)
 
 
-def _allocate_memory(size: int) -> GuestMemory:
+def _allocate_memory(size: int, backing: BackingSpec | None) -> GuestMemory:
+    """Guest RAM as --mem-backing says; BackingError (one line) when the host cannot."""
     if size < (2 << 20):
         raise ConfigError("-m must be at least 2M")
-    try:
-        with open("/proc/meminfo") as f:
-            total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
-        total <<= 10
-    except (OSError, StopIteration, ValueError):
-        total = None
-    if total is not None and size > total:
-        raise ConfigError(f"-m {size >> 20}M is more than this host's memory "
-                          f"({total >> 20} MiB); ask for less")
-    return GuestMemory.with_size(size)
+    if size % mmap.PAGESIZE:
+        raise ConfigError(f"-m {size}B is not a whole number of 4 KiB pages")
+    return GuestMemory.with_size(size, backing)
 
 
 class _ConsoleInput:
