@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from .. import __version__
+from ..errors import HostError
 from ..machine.config import ConfigError
 from ..machine.pc import EXIT_INTERRUPTED, EXIT_POWER_OFF
 
@@ -58,6 +59,7 @@ HANGUP_GRACE_NS = 2_000_000_000  # after a fatal error, how long the peer has to
 CLOSE_FLUSH_S = 1.0         # at VM exit, time to deliver what is still queued (SHUTDOWN)
 
 GENERIC_ERROR = "GenericError"
+SCREENDUMP_FORMATS = ("ppm", "png")
 COMMAND_NOT_FOUND = "CommandNotFound"
 
 
@@ -493,6 +495,24 @@ def machine_commands(machine: ControlledMachine,
     def quit(args: dict[str, Any]) -> None:
         machine.stop(EXIT_POWER_OFF, "quit by a QMP client", "host-qmp-quit")
 
+    def screendump(args: dict[str, Any]) -> None:
+        """QEMU's screendump: the screen as PPM (its default) or PNG (format=png)."""
+        fmt = args.get("format", "ppm")
+        if fmt not in SCREENDUMP_FORMATS:
+            raise QmpError(f"Parameter 'format' does not accept value '{fmt}'")
+        if args.get("head", 0) != 0:
+            raise QmpError(f"Head '{args['head']}' is not available (there is one)")
+        displays = getattr(machine, "displays", None)
+        if displays is None or getattr(displays, "screen", None) is None:
+            raise QmpError("There is no console to take a screendump from")
+        try:
+            displays.screendump(args["filename"], fmt)
+        except HostError as err:
+            raise QmpError(str(err)) from None
+        except OSError as err:
+            raise QmpError(f"failed to write '{args['filename']}': "
+                           f"{err.strerror or err}") from None
+
     get_counters = counters or (lambda: exit_counters(machine))  # type: ignore[arg-type]
     commands = [
         Command("query-status", query_status),
@@ -501,6 +521,9 @@ def machine_commands(machine: ControlledMachine,
         Command("system_reset", system_reset),
         Command("quit", quit),
         Command("x-pyhvm-stats", lambda args: machine.stats()),
+        Command("screendump", screendump, (Arg("filename", "str", required=True),
+                                           Arg("device", "str"), Arg("head", "int"),
+                                           Arg("format", "str"))),
         Command("x-pyhvm-exit-counters", lambda args: get_counters()),
     ]
     return {c.name: c for c in commands}
