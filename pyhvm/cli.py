@@ -17,6 +17,8 @@ Boot a kernel (Multiboot ELF32, or a Linux bzImage) on a PC of faithful device m
 See where the guest's time went:
   pyhvm run ... --trace run.trc && pyhvm report run.trc [--format perfetto]
   pyhvm stat -- --kernel ... ;  pyhvm run ... --qmp unix:/tmp/q.sock,server,wait=off && pyhvm top /tmp/q.sock
+Watch the screen:
+  pyhvm run ... --display vnc::0 (then vncviewer 127.0.0.1::5900) ;  pyhvm screenshot --qmp /tmp/q.sock shot.png
 Measure the paper's optimizations, side by side in one run:
   pyhvm bench exits | startup | pic | ide | trace
 Fuzz the device models as a hostile guest (no KVM needed):
@@ -88,6 +90,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      help="where the guest's framebuffer writes go: MMIO exits to the model "
                           "(trap, the paper's 'before') or shared memory with KVM's dirty "
                           "log (shared, default)")
+    run.add_argument("--display", "-display", action="append", default=[],
+                     metavar="none|png:PATH|vnc:[HOST]:N",
+                     help="show the screen: a VNC server on port 5900+N (on 127.0.0.1 "
+                          "unless HOST is given; no password), or a PNG file rewritten "
+                          "while the screen changes and at exit; may repeat")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
     run.add_argument("--stats", metavar="FILE",
@@ -132,6 +139,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         thp = DEFAULT_THP if args.mem_thp is None else parse_switch(args.mem_thp, "--mem-thp")
         backing = parse_backing(args.mem_backing, prealloc=args.mem_prealloc, thp=thp)
+        from .machine.displays import parse_display
+
+        displays = [d for d in map(parse_display, args.display) if d is not None]
         config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
                                modules=args.module, memory=parse_size(args.memory),
                                mem_backing=backing,
@@ -139,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                max_seconds=args.max_seconds, reboot=not args.no_reboot,
                                irqchip=args.irqchip, lost_tick_policy=args.lost_tick_policy,
                                drives=drives, ide_dma=args.ide_dma, nic=nic,
-                               vga=args.vga, vga_mem=args.vga_mem,
+                               vga=args.vga, vga_mem=args.vga_mem, displays=displays,
                                trace=args.trace,
                                trace_events=tuple(e for e in args.trace_events.split(",") if e))
         machine = Machine(config)
@@ -202,6 +212,9 @@ def build_parser(only_run: bool = False) -> argparse.ArgumentParser:
     from .control.top import add_top_parser
 
     add_top_parser(sub)
+    from .control.screenshot import add_screenshot_parser
+
+    add_screenshot_parser(sub)
     from .fuzz.cli import add_fuzz_parser
 
     add_fuzz_parser(sub)

@@ -83,6 +83,7 @@ class MachineConfig:
     nic: "NicConfig | None" = None  # --netdev + --device rtl8139 (+ --net-mode, capture)
     vga: str = "std"  # --vga std[,vgamem=SIZE]|none (machine/display.py)
     vga_mem: str = "shared"  # --vga-mem: framebuffer "trap" (MMIO) or "shared" (dirty log)
+    displays: list = field(default_factory=list)  # --display: DisplaySpec (displays.py)
     trace: str | None = None  # --trace FILE
     trace_events: tuple[str, ...] = ("exits", "irq", "devices", "backend")
     debug_exit_port: int = 0xF4

@@ -47,6 +47,7 @@ from .config import ConfigError, MachineConfig
 from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
 from .nic import open_nic
 from .display import open_vga, parse_vga, ram_memslots
+from .displays import Displays
 
 log = logging.getLogger("pyhvm")
 
@@ -136,6 +137,7 @@ class Machine:
         self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,
                                       self.io_lock, config.lost_tick_policy, trace_line)
         self._wire_devices()
+        self.displays = Displays(self.loop, self.io_lock, self.vga, self.i8042, config.displays)
         self.vcpus = [self._create_vcpu(i) for i in range(config.cpus)]
         self.runners = [self._new_runner(vcpu) for vcpu in self.vcpus]
         self._boot()
@@ -471,6 +473,8 @@ class Machine:
         self.runners[0].start()
 
     def close(self) -> None:
+        if getattr(self, "displays", None) is not None:
+            self.displays.close()  # first: png:PATH writes the last screen
         if getattr(self, "nic", None) is not None:
             self.nic.close()
         if getattr(self, "vga", None) is not None:
