@@ -30,6 +30,7 @@ static const struct scenario scenarios[] = {
     { "net-tx", scn_net_tx },
     { "net-rx", scn_net_rx },
     { "net-echo", scn_net_echo },
+    { "kbd", scn_kbd },
     { "mem-touch", scn_mem_touch },
     { "mem-random", scn_mem_random },
     { "mem-ptchurn", scn_mem_ptchurn },

@@ -36,6 +36,7 @@ int scn_net_info(const struct multiboot_info *mbi);
 int scn_net_tx(const struct multiboot_info *mbi);
 int scn_net_rx(const struct multiboot_info *mbi);
 int scn_net_echo(const struct multiboot_info *mbi);
+int scn_kbd(const struct multiboot_info *mbi);
 int scn_mem_touch(const struct multiboot_info *mbi);
 int scn_mem_random(const struct multiboot_info *mbi);
 int scn_mem_ptchurn(const struct multiboot_info *mbi);
