@@ -46,6 +46,15 @@ def _kib_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _rx_pps(text: str) -> dict[str, int]:
+    from .net import parse_rx_pps
+
+    try:
+        return parse_rx_pps(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _common_options(parser: argparse.ArgumentParser, default_reps: int) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of a table")
@@ -125,6 +134,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                     "guest.")
     _common_options(nt, net.DEFAULT_REPS)
     nt.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
+    nt.add_argument("--rx-pps", type=_rx_pps, default=None, metavar="SIZE=N,...",
+                    help="frames/s the peer offers in the RX tests (default "
+                         + ",".join(f"{net.RX_SIZES[t]}={p}" for t, p in
+                                    net.DEFAULT_RX_PPS.items()) + ")")
+    nt.add_argument("--breakdown", action="store_true",
+                    help="add one traced run per placement of echo, RX 64 B and TX 64 B and "
+                         "break a frame's cost down (exits, interrupts, where the time went)")
     nt.set_defaults(func=_cmd_net)
 
     from . import trace as trace_bench
@@ -193,7 +209,8 @@ def _cmd_net(args: argparse.Namespace) -> int:
     from . import net
 
     return _report(args, lambda: net.measure(reps=args.reps, kernel=args.kernel,
-                                             qemu=not args.no_qemu, show_progress=True),
+                                             qemu=not args.no_qemu, show_progress=True,
+                                             rx_pps=args.rx_pps, breakdown=args.breakdown),
                    net.render)
 
 

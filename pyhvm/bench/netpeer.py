@@ -3,7 +3,9 @@
 The VMM's NIC backend is `-netdev dgram` over Unix datagram sockets: one Ethernet frame per
 datagram. The peer binds its own path and sends to the VMM's. Modes:
   sink    count what the guest sends (net-tx);
-  source  after go(), send n test frames (net-rx), unpaced or at `pps` frames/s;
+  source  after go(), send n test frames (net-rx), unpaced or at `pps` frames/s; with
+          `lossy`, a frame the VMM's socket has no room for is dropped and counted, as on
+          a wire (otherwise the peer waits for room: nothing is lost);
   echo    return every frame with the MACs swapped (net-echo).
 Frames: ethertype 0x88B5, a big-endian u32 seq at 14, then byte k = (k + 37 * seq) & 0xFF.
 """
@@ -41,17 +43,26 @@ class PeerCounts:
     sent: int = 0
     send_failures: int = 0
     bytes_received: int = 0
+    dropped: int = 0          # lossy source: the VMM's socket queue was full
+    first_send_ns: int = 0    # source: when the first and the last frame were offered
+    last_send_ns: int = 0
+
+    @property
+    def offered_seconds(self) -> float:
+        return max(0, self.last_send_ns - self.first_send_ns) / 1e9
 
 
 class HostPeer:
     """Binds `own_path`, talks to `vmm_path`; runs its mode in a thread from start()."""
 
     def __init__(self, own_path: str, vmm_path: str, mode: str, *, n: int = 0,
-                 size: int = 1514, pps: float = 0.0, send_timeout: float = 2.0) -> None:
+                 size: int = 1514, pps: float = 0.0, send_timeout: float = 2.0,
+                 lossy: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown peer mode {mode!r}")
         self.own_path, self.vmm_path, self.mode = own_path, vmm_path, mode
         self.n, self.size, self.pps, self.send_timeout = n, size, pps, send_timeout
+        self.lossy = lossy
         self.counts = PeerCounts()
         self.error: BaseException | None = None
         self._go = threading.Event()
@@ -62,7 +73,9 @@ class HostPeer:
     def start(self) -> HostPeer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(self.own_path)
-        sock.settimeout(0.1)
+        # A lossy source never waits (Python's timeout mode would wait for room instead of
+        # failing); the other modes wake every 0.1 s to look at the stop flag.
+        sock.settimeout(0.0 if self.lossy and self.mode == "source" else 0.1)
         self._sock = sock
         body = {"sink": self._sink, "source": self._source, "echo": self._echo}[self.mode]
         self._thread = threading.Thread(target=self._guarded, args=(body,), daemon=True)
@@ -121,6 +134,17 @@ class HostPeer:
         self.counts.send_failures += 1
         return False
 
+    def _offer(self, frame: bytes) -> None:
+        """Lossy source: one try; a full (or absent) VMM socket loses the frame."""
+        assert self._sock is not None
+        try:
+            self._sock.sendto(frame, socket.MSG_DONTWAIT, self.vmm_path)
+            self.counts.sent += 1
+        except OSError as err:
+            if err.errno not in _RETRY_ERRNOS:
+                raise
+            self.counts.dropped += 1
+
     def _sink(self) -> None:
         while not self._halt.is_set():
             self._receive()
@@ -130,6 +154,7 @@ class HostPeer:
         tails = [rx_frame(seq, self.size)[14:] for seq in range(256)]  # period 256
         head = GUEST_MAC + PEER_MAC + ETHERTYPE
         start = time.monotonic()
+        self.counts.first_send_ns = time.monotonic_ns()
         for seq in range(self.n):
             if self._halt.is_set():
                 return
@@ -138,7 +163,10 @@ class HostPeer:
                 if wait > 0:
                     time.sleep(wait)
             frame = head + (seq & 0xFFFFFFFF).to_bytes(4, "big") + tails[seq & 0xFF][4:]
-            if not self._send(frame):
+            self.counts.last_send_ns = time.monotonic_ns()
+            if self.lossy:
+                self._offer(frame)
+            elif not self._send(frame):
                 return
 
     def _echo(self) -> None:

@@ -7,6 +7,11 @@
   delivered the moment it is readable; a TX request (the TSD write) is handed to the event
   loop at once, so the vCPU resumes without waiting for the copy and the send.
 
+Tracing (`--trace`, group `backend`): one BACKEND_IO record per pass that moves frames, on
+the thread doing it, with the time spent in the device model and the backend: op
+NET_OP_RX (backend reads and stores into the guest's ring), op NET_OP_TX (descriptor DMA
+reads and backend sends); b = bytes moved. `pyhvm bench net --breakdown` reads them.
+
 KVM facilities: an ioeventfd cannot carry the TX kick here, because the TSD register write
 carries the frame size and an ioeventfd drops the written value (datamatch would need one
 eventfd per possible size); the kick is therefore a normal exit that defers the work to the
@@ -20,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
 from ..backends.net import open_backend, parse_netdev
@@ -28,6 +34,7 @@ from ..backends.pcap import CapturingBackend, PcapWriter, parse_filter_dump
 from ..devices.pci import STATUS_RECEIVED_MASTER_ABORT
 from ..devices.rtl8139 import Rtl8139, Rtl8139Pci
 from ..errors import HostError
+from ..trace.records import Kind
 from .config import ConfigError
 
 if TYPE_CHECKING:
@@ -43,6 +50,8 @@ NIC_MMIO_BASE = 0xFEBF1000
 DEFAULT_MAC = "52:54:00:12:34:56"  # QEMU's default first NIC address
 RX_BUDGET = 64                     # frames taken from the backend per readiness/tick
 RING_FULL_RETRY_NS = 500_000       # event placement: look again this soon after a full ring
+TRACE_NAME = "rtl8139"             # its name in the trace header's device list
+NET_OP_RX, NET_OP_TX = 1, 2        # BACKEND_IO op codes: a receive pass, a transmit pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +142,12 @@ class Nic:
         self.backend_dead = False
         self._reading = False      # the backend fd is registered with the event loop
         self.tx_lost = 0           # frames lost in the send that found the backend dead
+        recorder = getattr(machine, "recorder", None)
+        self._trace = recorder if recorder is not None and recorder.wants("backend") else None
+        self._trace_id = 0
+        if self._trace is not None:
+            from .pc import TRACE_DEVICES  # pc imports this module: look it up late
+            self._trace_id = TRACE_DEVICES.index(TRACE_NAME)
         self.firmware_setup()
 
     def firmware_setup(self) -> None:
@@ -158,13 +173,24 @@ class Nic:
     def _poll(self) -> None:
         """Poll placement: one tick of the old main loop (runs with the device lock)."""
         self._drain_backend()
-        self.model.process_tx()
+        self._run_tx()
         loop = self.machine.loop
         loop.call_at(loop.now_ns() + self.interval_ns, self._poll)
 
     def _drain_backend(self) -> None:
+        if self._trace is None:
+            self._drain()
+            return
+        began, stored = time.monotonic_ns(), self.model.rx_bytes
+        self._drain()
+        moved = self.model.rx_bytes - stored
+        if moved:
+            self._trace.record(Kind.BACKEND_IO, time.monotonic_ns() - began, self._trace_id,
+                               moved, NET_OP_RX, ts_ns=began)
+
+    def _drain(self) -> None:
         """Up to RX_BUDGET frames a pass (the loop comes back while the fd stays readable);
-        a frame the ring cannot take is dropped by the chip (RXOVW, MPC), as on a wire."""
+        frames stay in the backend while the guest's ring is full."""
         if self.backend_dead:
             return
         try:
@@ -220,7 +246,18 @@ class Nic:
 
     def _process_tx(self) -> None:
         self._kick_queued = False
+        self._run_tx()
+
+    def _run_tx(self) -> None:
+        if self._trace is None:
+            self.model.process_tx()
+            return
+        began, sent = time.monotonic_ns(), self.model.tx_bytes
         self.model.process_tx()
+        moved = self.model.tx_bytes - sent
+        if moved:
+            self._trace.record(Kind.BACKEND_IO, time.monotonic_ns() - began, self._trace_id,
+                               moved, NET_OP_TX, ts_ns=began)
 
     def _transmit(self, frame: bytes) -> None:
         if self.backend_dead:
@@ -233,7 +270,7 @@ class Nic:
 
     def _command_changed(self) -> None:
         if self.function.bus_master_enabled and self.mode == "event":
-            self.model.process_tx()  # requests held while bus mastering was off
+            self._run_tx()  # requests held while bus mastering was off
 
     def _master_abort(self) -> None:
         self.function.set_status(STATUS_RECEIVED_MASTER_ABORT)

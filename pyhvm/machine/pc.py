@@ -64,7 +64,7 @@ KVM_TSS_ADDR = 0xFFFBD000
 KVM_IDENTITY_MAP_ADDR = 0xFFFBC000
 KERNEL_SIZE_LIMIT = 256 << 20
 CONSOLE_FLUSH_NS = 5_000_000  # console bytes without a newline wait at most this long
-TRACE_DEVICES = ("ide",)  # index = the device id in trace records
+TRACE_DEVICES = ("ide", "rtl8139")  # index = the device id in trace records
 RIP_SAMPLE_NS = 2_000_000  # 500 guest RIP samples a second when tracing 'rip'
 
 # Process exit statuses of `pyhvm run`: all even, so the guest's debug-exit statuses (always
