@@ -9,6 +9,7 @@ integration tests can parse the same output.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -234,3 +235,46 @@ def run_qemu(elf: Path, cmdline: str, timeout: float = 60, extra_args: Sequence[
         proc = run_with_console_input(command, input, input_after, timeout)
     return GuestRun(cmdline, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                     proc.stderr.decode("utf-8", "replace"))
+
+
+# --- screenshots over QMP (QEMU and pyhvm alike) --------------------------------------
+
+SCREENDUMP_STEP_TIMEOUT = 20.0  # seconds for connecting, the screendump, and quit
+
+
+def run_with_screendump(command: Sequence[str], cmdline: str, qmp_socket: Path, marker: str,
+                        image: Path, timeout: float = BOOT_TIMEOUT,
+                        image_format: str = "ppm") -> GuestRun:
+    """Run a VMM whose stdout is the guest console and that serves QMP on qmp_socket; once
+    the console shows `marker` (a scenario's "READY <name>" line, after which the guest
+    halts), take a `screendump` into `image` and `quit`. The screenshot's failure, if any,
+    is raised after the VMM has ended; the run's console is in the GuestRun either way."""
+    from qemu.qmp import QMPClient  # a test dependency (.[test]), not pyhvm's
+
+    failure: list[BaseException] = []
+
+    async def session() -> None:
+        client = QMPClient("guestkit-screendump")
+        await asyncio.wait_for(client.connect(str(qmp_socket)), SCREENDUMP_STEP_TIMEOUT)
+        try:
+            await asyncio.wait_for(client.execute("screendump", {
+                "filename": str(image), "format": image_format}), SCREENDUMP_STEP_TIMEOUT)
+        finally:
+            try:
+                await asyncio.wait_for(client.execute("quit"), SCREENDUMP_STEP_TIMEOUT)
+                await asyncio.wait_for(client.disconnect(), SCREENDUMP_STEP_TIMEOUT)
+            except EOFError:  # the VMM hangs up first after quit, as documented
+                pass
+
+    def on_marker() -> None:
+        try:
+            asyncio.run(session())
+        except BaseException as exc:  # reported by the caller's thread, below
+            failure.append(exc)
+
+    proc = run_watching(command, timeout, marker=marker, on_marker=on_marker)
+    run = GuestRun(cmdline, proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                   proc.stderr.decode("utf-8", "replace"))
+    if failure:
+        raise AssertionError(f"screendump failed: {failure[0]!r}\n{run.describe()}")
+    return run
