@@ -170,7 +170,10 @@ class DisplayHub:
 
     # --- FrameFeed ------------------------------------------------------------------------
     def latest(self) -> Frame:
-        return self.frame if self.frame is not None else self.capture()
+        """The newest frame: the last refresh's while refreshing, else a new one."""
+        if self.frame is not None and self._timer is not None:
+            return self.frame
+        return self.capture()
 
     def watch(self, owner: object, period_ns: int | None) -> None:
         if period_ns is None:

@@ -124,7 +124,8 @@ def test_hub_passes_on_only_frames_that_changed(loop: EventLoop) -> None:
         screen.paint(7, 200)
         hub.capture()
         assert out.shown == [(1, None), (3, (0, 7, 60, 8))]
-        assert hub.latest().serial == 3
+        assert hub.frame is not None and hub.frame.serial == 3
+        assert hub.latest().serial == 4  # not refreshing on a timer: a new frame
     finally:
         hub.close()
 

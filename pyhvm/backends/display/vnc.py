@@ -257,6 +257,9 @@ class VncServer:
             self._flush(client)
             self._drop(client, str(err))
             return
+        except HostError as err:  # no picture for ServerInit (the machine is busy)
+            self._drop(client, str(err))
+            return
         if client.session.output:
             client.out += client.session.output
             client.session.output.clear()
