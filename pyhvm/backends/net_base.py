@@ -60,7 +60,11 @@ class NetBackend(Protocol):
     """The host end of a virtual Ethernet link, as the machine wires it to a NIC model."""
 
     name: str
-    counters: NetCounters
+
+    @property
+    def counters(self) -> NetCounters:
+        """This backend's frame counters (a capture wrapper passes its inner one's)."""
+        ...
 
     def fileno(self) -> int:
         """A non-blocking fd that selects readable when `recv` may have a frame."""
