@@ -106,7 +106,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--trace-events", default="exits,irq,devices,backend",
                      metavar="GROUPS",
                      help="comma-separated event groups to record: exits, irq, devices, "
-                          "backend, rip (default: all but rip)")
+                          "backend, rip, mmu (the kernel's kvmmmu events, counted and "
+                          "timed into FILE.mmu.json; root) (default: all but rip and mmu)")
     run.add_argument("--qmp", "-qmp", metavar="unix:PATH,server[,wait=off]",
                      help="serve QMP on a control socket (QEMU's syntax; tcp:127.0.0.1:PORT,"
                           "server also works): query-status, stop, cont, system_reset, quit, "

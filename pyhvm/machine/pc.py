@@ -293,6 +293,7 @@ class Machine:
                 self.nic.start()
             if self.recorder is not None and self.recorder.wants("rip"):
                 self._sample_rips()
+            self._mmu_capture = _start_mmu_capture(self.config)  # --trace-events mmu
             self.runners[0].start()
             if self.irqchip.mode == "kernel":
                 # APs wait in KVM_RUN (in the kernel, for INIT/SIPI from the BSP's LAPIC).
@@ -306,6 +307,13 @@ class Machine:
         for runner in self.runners:
             if runner.thread.is_alive():
                 runner.thread.join(timeout=5)
+        capture = getattr(self, "_mmu_capture", None)
+        if capture is not None and self.config.trace:
+            from ..trace.kvmmmu import finish_for_trace
+
+            finish_for_trace(capture, self.config.trace,
+                             {r.thread.native_id: r.vcpu.id for r in self.runners
+                              if r.thread.native_id is not None})
         assert self.exit_status is not None
         return self.exit_status
 
@@ -509,7 +517,7 @@ def _traced_line(line: IrqLine, irq: int, *, recorder: Recorder) -> IrqLine:
 def _open_recorder(config: MachineConfig) -> Recorder | None:
     if not config.trace:
         return None
-    unknown = set(config.trace_events) - set(EVENT_GROUPS)
+    unknown = set(config.trace_events) - set(EVENT_GROUPS) - {"mmu"}  # mmu: kvmmmu.py
     if unknown:
         raise ConfigError(f"--trace-events {','.join(sorted(unknown))}: choose from "
                           f"{','.join(EVENT_GROUPS)}")
@@ -517,7 +525,16 @@ def _open_recorder(config: MachineConfig) -> Recorder | None:
         f = open(config.trace, "wb")
     except OSError as err:
         raise ConfigError(f"cannot write trace file {config.trace!r}: {err.strerror}") from None
-    return Recorder(f, config.trace_events)
+    return Recorder(f, tuple(g for g in config.trace_events if g != "mmu"))
+
+
+def _start_mmu_capture(config: MachineConfig) -> object | None:
+    """The kernel's kvmmmu events for this run (`--trace-events ...,mmu`), or None."""
+    if not config.trace or "mmu" not in config.trace_events:
+        return None
+    from ..trace.kvmmmu import start_for_trace
+
+    return start_for_trace(config.trace, config.trace_events)
 
 
 def _allocate_memory(size: int, backing: BackingSpec | None) -> GuestMemory:

@@ -88,9 +88,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"pyhvm: wrote {count} trace events to {out} (open it in "
                   "ui.perfetto.dev or chrome://tracing)", file=sys.stderr)
             return 0
+        from .kvmmmu import load_sidecar
         from .report import analyze, write_text
 
-        report = analyze(header, records)
+        report = analyze(header, records, memory=load_sidecar(args.file))
         f = _open_output(args.output)
         try:
             if fmt == "json":

@@ -204,8 +204,37 @@ def run_span(records: Sequence[Record]) -> tuple[int, int]:
     return min(r.ts_ns for r in records), max(r.ts_ns + r.dur_ns for r in records)
 
 
-def analyze(header: dict[str, Any], records: Sequence[Record]) -> dict[str, Any]:
-    """Every number `pyhvm report` shows, as one JSON-ready dict (complete, not top-N)."""
+def memory_report(memory: dict[str, Any], duration_ns: int) -> dict[str, Any]:
+    """The kernel MMU's share of the run, from a traced run's kvmmmu data (kvmmmu.py):
+    counts with rates, and the MMU time per vCPU where the run timed faults."""
+    counts = {str(k): int(v) for k, v in (memory.get("counts") or {}).items()}
+    descriptions = memory.get("descriptions") or {}
+    rows = [{"event": key, "count": n, "per_s": _rate(n, duration_ns),
+             "meaning": str(descriptions.get(key, ""))}
+            for key, n in counts.items() if n]
+    by_vcpu: dict[int, int] = defaultdict(int)
+    episodes = unbounded = 0
+    timing = memory.get("timing")
+    for thread in (timing or {}).get("threads", []):
+        vcpu = thread.get("vcpu")
+        if vcpu is not None:
+            by_vcpu[int(vcpu)] += int(thread.get("ns", 0))
+        episodes += int(thread.get("episodes", 0))
+        unbounded += int(thread.get("unbounded", 0))
+    total = sum(by_vcpu.values())
+    return {"counts": counts, "derived": memory.get("derived") or {}, "rows": rows,
+            "missing": list(memory.get("missing") or []),
+            "timed": timing is not None, "mmu_ns": total,
+            "mmu_ns_by_vcpu": dict(sorted(by_vcpu.items())),
+            "faults_timed": episodes, "untimed_spans": unbounded,
+            "mean_fault_ns": _mean(total, episodes),
+            "lost_events": int((timing or {}).get("lost_events", 0))}
+
+
+def analyze(header: dict[str, Any], records: Sequence[Record],
+            memory: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every number `pyhvm report` shows, as one JSON-ready dict (complete, not top-N).
+    `memory` is the run's kvmmmu data (kvmmmu.load_sidecar), where it recorded some."""
     start, end = run_span(records)
     duration = end - start
     config = header.get("config", {}) or {}
@@ -333,6 +362,14 @@ def analyze(header: dict[str, Any], records: Sequence[Record]) -> dict[str, Any]
                       "halted_share": _share(stats["halted_ns"], duration),
                       "guest_share": _share(cpu_guest, duration),
                       "exits_per_s": _rate(stats["exits"], duration)})
+    mem = memory_report(memory, duration) if memory else None
+    if mem is not None and mem["timed"]:
+        # Faults are handled inside KVM_RUN: take their time out of the guest's share.
+        for v in vcpus:
+            mmu = mem["mmu_ns_by_vcpu"].get(v["cpu"], 0)
+            v["mmu_ns"], v["mmu_share"] = mmu, _share(mmu, duration)
+            v["guest_ns"] = max(0, v["guest_ns"] - mmu)
+            v["guest_share"] = _share(v["guest_ns"], duration)
     total_exits = len(exit_durs)
     handling = sum(v["handling_ns"] for v in vcpus)
     halted = sum(v["halted_ns"] for v in vcpus)
@@ -401,7 +438,10 @@ def analyze(header: dict[str, Any], records: Sequence[Record]) -> dict[str, Any]
                  "halted_ns": halted, "guest_ns": guest,
                  "handling_share": _share(handling, cpu_time),
                  "halted_share": _share(halted, cpu_time), "guest_share": _share(guest, cpu_time),
+                 **({"mmu_ns": mem["mmu_ns"], "mmu_share": _share(mem["mmu_ns"], cpu_time)}
+                    if mem is not None and mem["timed"] else {}),
                  "vcpus": vcpus},
+        "memory": mem,
         "exits": {"count": total_exits, "per_s": _rate(total_exits, duration),
                   "total_ns": sum(exit_durs), "mean_ns": _mean(sum(exit_durs), total_exits),
                   "by_reason": reason_rows},
@@ -503,16 +543,23 @@ def report_sections(report: dict[str, Any], top: int = 10,
     sections.append(Section("Run", ["", ""], overview, "ll"))
 
     t = report["time"]
+    mmu = "mmu_ns" in t
     rows = [[f"vCPU {v['cpu']}", fmt_pct(v["guest_share"]), fmt_pct(v["handling_share"]),
+             *([fmt_pct(v.get("mmu_share", 0.0))] if mmu else []),
              fmt_pct(v["halted_share"]), str(v["exits"]), fmt_rate(v["exits_per_s"])]
             for v in t["vcpus"]]
     if len(t["vcpus"]) > 1:
         rows.append(["all", fmt_pct(t["guest_share"]), fmt_pct(t["handling_share"]),
+                     *([fmt_pct(t["mmu_share"])] if mmu else []),
                      fmt_pct(t["halted_share"]), str(report["exits"]["count"]),
                      fmt_rate(report["exits"]["per_s"])])
-    sections.append(Section("Where the time went", ["", "guest", "exit handling", "halted",
-                                                    "exits", "exits/s"], rows, "lrrrrr",
-                            ["guest = run time - exit handling - halted, per vCPU"]))
+    columns = ["", "guest", "exit handling", *(["kernel MMU"] if mmu else []), "halted",
+               "exits", "exits/s"]
+    footer = ["guest = run time - exit handling - halted"
+              + (" - kernel MMU (faults KVM handled, a lower bound: see Memory)" if mmu else "")
+              + ", per vCPU"]
+    sections.append(Section("Where the time went", columns, rows, "l" + "r" * (len(columns) - 1),
+                            footer))
 
     ex = report["exits"]
     rows = [[r["reason"], str(r["count"]), fmt_rate(r["per_s"]), fmt_ns(r["total_ns"]),
@@ -571,6 +618,10 @@ def report_sections(report: dict[str, Any], top: int = 10,
                                                                  "mean latency", "p99"],
                                 rows, "lrrrr"))
 
+    mem = report.get("memory")
+    if mem:
+        sections.append(_memory_section(mem))
+
     rip = report["rip_samples"]
     if rip:
         rows = [[f"{r['rip']:#x}", str(r["cpl"]), str(r["count"]), fmt_pct(r["share"])]
@@ -591,6 +642,31 @@ def report_sections(report: dict[str, Any], top: int = 10,
                                  "handling", "halted"], rows, "rrrrrrrr",
                                 [f"interrupts = {source}"]))
     return sections
+
+
+def _memory_section(mem: dict[str, Any]) -> Section:
+    """The kvmmmu counts and the MMU time, with what each count means."""
+    rows = [[r["event"], str(r["count"]), fmt_rate(r["per_s"]), r["meaning"]]
+            for r in mem["rows"]]
+    derived = mem.get("derived") or {}
+    footer = []
+    if derived.get("faults"):
+        share = derived.get("huge_fault_share")
+        footer.append(f"{derived['faults']} faults, "
+                      f"{fmt_pct(share or 0.0)} mapped with huge host pages")
+    if mem["timed"]:
+        footer.append(f"kernel MMU time {fmt_ns(mem['mmu_ns'])} over {mem['faults_timed']} "
+                      f"faults (mean {fmt_ns(mem['mean_fault_ns'])}): a lower bound, from "
+                      "each fault's first to last kvmmmu event, entry and exit not seen")
+        if mem["untimed_spans"]:
+            footer.append(f"{mem['untimed_spans']} spans too long to be one fault not timed")
+        if mem["lost_events"]:
+            footer.append(f"{mem['lost_events']} kernel events lost: the time is short by "
+                          "their faults")
+    if mem["missing"]:
+        footer.append("events this kernel lacks: " + ", ".join(mem["missing"]))
+    return Section("Memory (kernel MMU, kvmmmu events)", ["event", "count", "per s", "meaning"],
+                   rows, "lrrl", footer)
 
 
 def render_plain(sections: list[Section], notes: Sequence[str] = ()) -> str:

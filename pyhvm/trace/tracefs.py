@@ -54,6 +54,13 @@ class KernelTraceUnavailable(Exception):
     """Kernel tracing cannot run here; the message is one line saying why."""
 
 
+def event_path(event: str) -> tuple[str, str]:
+    """(group, name) of an event given as `name` (a `kvm` event) or `group/name`, such as
+    `kvmmmu/kvm_mmu_get_page`."""
+    group, sep, name = event.partition("/")
+    return (group, name) if sep else ("kvm", event)
+
+
 # --- parsing trace lines --------------------------------------------------------------------
 # `<comm>-<pid> [(<tgid>)] [<cpu>] [<flags>] <timestamp>: <event>: <text>`; a comm may hold
 # spaces and dashes ("CPU 0/KVM-4242"), so the pid is the last `-digits` before the cpu.
@@ -293,7 +300,7 @@ def unavailable_reason(mount: bool = False) -> str | None:
 
 # --- capturing ------------------------------------------------------------------------------
 class KernelTrace:
-    """Capture kvm events of `pids` (and, with `follow_children`, of every thread or process
+    """Capture kvm events (or `group/name` events of other groups, kvmmmu's) of `pids` (and, with `follow_children`, of every thread or process
     they create from start() on) into a private tracefs instance.
 
     Usage: `kt = KernelTrace([os.getpid()]); kt.start(); ...; kt.stop(); kt.events()`.
@@ -368,14 +375,15 @@ class KernelTrace:
         self._write("options/event-fork", "1" if self.follow_children else "0")
         self._write("set_event_pid", " ".join(map(str, self.pids)))
         for event in self.wanted:
-            enable = os.path.join(path, "events", "kvm", event, "enable")
+            group, name = event_path(event)
+            enable = os.path.join(path, "events", group, name, "enable")
             if os.path.exists(enable):
-                self._write(f"events/kvm/{event}/enable", "1")
+                self._write(f"events/{group}/{name}/enable", "1")
                 self.enabled.append(event)
             else:
                 self.missing.append(event)
         if not self.enabled:
-            raise KernelTraceUnavailable(f"none of the kvm events {', '.join(self.wanted)} "
+            raise KernelTraceUnavailable(f"none of the events {', '.join(self.wanted)} "
                                          "exists in this kernel")
         self._pipe = os.open(os.path.join(path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
         if self.thread:
@@ -385,16 +393,8 @@ class KernelTrace:
         self._write("tracing_on", "1")
 
     def _mount(self) -> str:
-        where = tempfile.mkdtemp(prefix="pyhvm-tracefs-")
-        proc = subprocess.run(["mount", "-t", "tracefs", "nodev", where], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            os.rmdir(where)
-            detail = proc.stderr.strip().splitlines()
-            raise KernelTraceUnavailable("cannot mount tracefs: "
-                                         + (detail[-1] if detail else f"status {proc.returncode}"))
-        self._mounted = where
-        return where
+        self._mounted = _mount_tracefs()
+        return self._mounted
 
     @property
     def instance(self) -> str | None:
@@ -442,10 +442,7 @@ class KernelTrace:
                 self.leftover = f"cannot remove {self._instance}: {err.strerror}"
             self._instance = None
         if self._mounted is not None:
-            if subprocess.run(["umount", self._mounted], capture_output=True,
-                              stdin=subprocess.DEVNULL).returncode == 0:
-                os.rmdir(self._mounted)
-            else:
+            if not _unmount_tracefs(self._mounted):
                 self.leftover = f"cannot unmount {self._mounted}"
             self._mounted = None
 
@@ -531,6 +528,184 @@ class KernelTrace:
             return f.read()
 
 
+# --- counting without reading ----------------------------------------------------------------
+COUNTER_BUFFER_KB = 8
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """One count: events of `event` (`name` for a kvm event, or `group/name`) that pass
+    `filter` (tracefs filter syntax on the event's fields, e.g. `level == 1`)."""
+
+    key: str
+    event: str
+    filter: str | None = None
+
+
+def read_buffer_stats(text: str) -> tuple[int, int]:
+    """(entries, overrun) from one per_cpu/cpuN/stats file."""
+    entries = overrun = 0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        parts = value.split()
+        if not parts or not parts[0].isdigit():
+            continue
+        if key.strip() == "entries":
+            entries = int(parts[0])
+        elif key.strip() == "overrun":
+            overrun = int(parts[0])
+    return entries, overrun
+
+
+class EventCounter:
+    """Count events of `pids` (and, with `follow_children`, of the threads and processes
+    they create after start()) without reading a single one.
+
+    Each counter gets its own small private instance whose ring buffer overwrites itself;
+    the count is what the buffer still holds plus what it overwrote (each CPU's `entries`
+    and `overrun` in per_cpu/cpuN/stats). So the count is exact however many events fire,
+    nothing is formatted or read while the guest runs, and a traced thread pays only the
+    event's record in the ring buffer. Counters whose event this kernel lacks are listed
+    in `missing` and absent from `counts()`.
+    Usage: `c = EventCounter([os.getpid()], specs, mount=True); c.start(); ...; c.stop();
+    c.counts()`; start() raises KernelTraceUnavailable with a one-line reason.
+    """
+
+    def __init__(self, pids: Iterable[int], counters: Iterable[CounterSpec], *,
+                 follow_children: bool = True, mount: bool = False,
+                 buffer_kb: int = COUNTER_BUFFER_KB) -> None:
+        self.pids = [int(p) for p in pids]
+        if not self.pids:
+            raise ValueError("EventCounter needs at least one pid to filter on")
+        self.specs = list(counters)
+        self.follow_children = follow_children
+        self.mount = mount
+        self.buffer_kb = buffer_kb
+        self.missing: list[str] = []
+        self.root: str | None = None
+        self.leftover: str | None = None
+        self._mounted: str | None = None
+        self._instances: dict[str, str] = {}   # key -> instance directory
+        self._counts: dict[str, int] = {}
+
+    def start(self) -> None:
+        reason = unavailable_reason(self.mount)
+        if reason:
+            raise KernelTraceUnavailable(reason)
+        try:
+            self.root = mounted_tracefs()
+            if self.root is None:
+                self.root = _mount_tracefs()
+                self._mounted = self.root
+            for spec in self.specs:
+                self._add(spec)
+            if not self._instances:
+                raise KernelTraceUnavailable("none of the events to count exists in this "
+                                             "kernel: " + ", ".join(self.missing))
+            for path in self._instances.values():
+                _write(path, "tracing_on", "1")
+        except KernelTraceUnavailable:
+            self._teardown()
+            raise
+        except OSError as err:
+            self._teardown()
+            raise KernelTraceUnavailable(f"tracefs refused the setup: {err}") from None
+        atexit.register(self.stop)
+
+    def _add(self, spec: CounterSpec) -> None:
+        assert self.root is not None
+        group, name = event_path(spec.event)
+        if not os.path.isdir(os.path.join(self.root, "events", group, name)):
+            self.missing.append(spec.key)
+            return
+        path = os.path.join(self.root, "instances",
+                            f"{INSTANCE_PREFIX}{os.getpid()}-{next(_instance_ids)}")
+        os.mkdir(path)
+        self._instances[spec.key] = path
+        _write(path, "tracing_on", "0")
+        _write(path, "buffer_size_kb", str(self.buffer_kb))
+        _write(path, "options/overwrite", "1")
+        _write(path, "options/event-fork", "1" if self.follow_children else "0")
+        _write(path, "set_event_pid", " ".join(map(str, self.pids)))
+        if spec.filter:
+            try:
+                _write(path, f"events/{group}/{name}/filter", spec.filter)
+            except OSError:
+                raise KernelTraceUnavailable(f"the kernel refused the filter {spec.filter!r} "
+                                             f"on {spec.event}") from None
+        _write(path, f"events/{group}/{name}/enable", "1")
+
+    def stop(self) -> None:
+        """Stop counting, keep the counts, remove the instances (and a tracefs this object
+        mounted). Idempotent."""
+        for key, path in self._instances.items():
+            try:
+                _write(path, "tracing_on", "0")
+                self._counts[key] = self._read_count(path)
+            except OSError:
+                continue
+        self._teardown()
+        atexit.unregister(self.stop)
+
+    def _read_count(self, path: str) -> int:
+        total = 0
+        per_cpu = os.path.join(path, "per_cpu")
+        for cpu in os.listdir(per_cpu):
+            with open(os.path.join(per_cpu, cpu, "stats")) as f:
+                entries, overrun = read_buffer_stats(f.read())
+            total += entries + overrun
+        return total
+
+    def _teardown(self) -> None:
+        for key, path in list(self._instances.items()):
+            try:
+                os.rmdir(path)
+            except OSError as err:
+                self.leftover = f"cannot remove {path}: {err.strerror}"
+            del self._instances[key]
+        if self._mounted is not None:
+            if not _unmount_tracefs(self._mounted):
+                self.leftover = f"cannot unmount {self._mounted}"
+            self._mounted = None
+
+    def counts(self) -> dict[str, int]:
+        """Events counted per key (after stop())."""
+        return dict(self._counts)
+
+    def __enter__(self) -> "EventCounter":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _write(directory: str, name: str, value: str) -> None:
+    with open(os.path.join(directory, name), "w") as f:
+        f.write(value)
+
+
+def _mount_tracefs() -> str:
+    """Mount tracefs in a new temporary directory; its path, or KernelTraceUnavailable."""
+    where = tempfile.mkdtemp(prefix="pyhvm-tracefs-")
+    proc = subprocess.run(["mount", "-t", "tracefs", "nodev", where], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        os.rmdir(where)
+        detail = proc.stderr.strip().splitlines()
+        raise KernelTraceUnavailable("cannot mount tracefs: "
+                                     + (detail[-1] if detail else f"status {proc.returncode}"))
+    return where
+
+
+def _unmount_tracefs(where: str) -> bool:
+    if subprocess.run(["umount", where], capture_output=True,
+                      stdin=subprocess.DEVNULL).returncode != 0:
+        return False
+    os.rmdir(where)
+    return True
+
+
 def remove_stale_instances(root: str) -> list[str]:
     """Remove instances a killed pyhvm left (their pid is gone): left alone, an instance
     keeps tracing into its buffer forever. Returns the names removed. Not called by
@@ -569,6 +744,7 @@ def summarize(events: Iterable[KernelEvent]) -> Iterator[tuple[str, int]]:
     return iter(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-__all__ = ["DEFAULT_EVENTS", "KernelEvent", "KernelKind", "KernelRecord", "KernelTrace",
-           "KernelTraceUnavailable", "count", "decode_fields", "parse_line", "parse_text",
-           "summarize", "to_records", "unavailable_reason"]
+__all__ = ["DEFAULT_EVENTS", "CounterSpec", "EventCounter", "KernelEvent", "KernelKind",
+           "KernelRecord", "KernelTrace", "KernelTraceUnavailable", "count", "decode_fields",
+           "event_path", "parse_line", "parse_text", "read_buffer_stats", "summarize",
+           "to_records", "unavailable_reason"]
