@@ -55,6 +55,16 @@ def _rx_pps(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _section_list(text: str) -> tuple[str, ...]:
+    from .paper_sections import SECTION_NAMES
+
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in SECTION_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose sections from {','.join(SECTION_NAMES)}")
+    return names
+
+
 def _common_options(parser: argparse.ArgumentParser, default_reps: int) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of a table")
@@ -156,6 +166,22 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                     help=f"exits per guest run (default {trace_bench.DEFAULT_N})")
     tr.set_defaults(func=_cmd_trace)
 
+    pp = names.add_parser(
+        "paper", help="every placement benchmark, traced, into one HTML/Markdown report",
+        description="The paper's claims checked in one run: every placement benchmark in "
+                    "its before and after placements and on QEMU, a traced run of each "
+                    "placement to show why, and a report (report.html, summary.md, plots, "
+                    "the raw JSON of every run) written into --out.")
+    pp.add_argument("--quick", action="store_true",
+                    help="a smoke run of a few seconds per section (CI); not fit for figures")
+    pp.add_argument("--out", default="paper-report", metavar="DIR",
+                    help="where the report goes (default ./paper-report)")
+    pp.add_argument("--only", type=_section_list, metavar="LIST",
+                    help="run only these sections, comma-separated")
+    pp.add_argument("--kernel", metavar="FILE",
+                    help="guest kit ELF (default guest/build/guestkit.elf)")
+    pp.set_defaults(func=_cmd_paper)
+
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -212,6 +238,32 @@ def _cmd_net(args: argparse.Namespace) -> int:
                                              qemu=not args.no_qemu, show_progress=True,
                                              rx_pps=args.rx_pps, breakdown=args.breakdown),
                    net.render)
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import paper
+    from .report.model import text_lines
+
+    command = "pyhvm bench paper" + (" --quick" if args.quick else "") + f" --out {args.out}"
+    if args.only:
+        command += f" --only {','.join(args.only)}"
+    out = Path(args.out)
+    try:
+        bundle = paper.run(args.quick, out, kernel=args.kernel, only=args.only,
+                           command=command)
+        written = paper.write_outputs(bundle, out)
+    except (BenchError, OSError) as err:
+        print(f"pyhvm bench paper: {err}", file=sys.stderr)
+        return EXIT_HOST_ERROR
+    except KeyboardInterrupt:
+        print("pyhvm bench paper: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print("\n".join(text_lines(bundle)))
+    print(f"report: {written['html']}\nsummary: {written['markdown']}\n"
+          f"raw JSON: {written['json']} and {out / 'runs'}/")
+    return EXIT_INTERRUPTED if bundle.get("interrupted") else 0
 
 
 def _report(args: argparse.Namespace, measure: Callable[[], dict[str, Any]],

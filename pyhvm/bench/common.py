@@ -16,7 +16,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -152,8 +154,28 @@ def interleave(configs: Sequence[C], reps: int, measure: Callable[[C, int], T],
     return results
 
 
+# Where progress goes while a caller that shows its own display (`pyhvm bench paper`) runs
+# benchmarks in-process: every message of theirs, whatever their show_progress says.
+_progress_sink: ContextVar[Callable[[str], None] | None] = ContextVar("progress_sink",
+                                                                     default=None)
+
+
+@contextmanager
+def progress_to(sink: Callable[[str], None]) -> Iterator[None]:
+    """Send the progress messages of benchmarks run inside this block to `sink`."""
+    token = _progress_sink.set(sink)
+    try:
+        yield
+    finally:
+        _progress_sink.reset(token)
+
+
 def stderr_progress(enabled: bool, prefix: str) -> Callable[[str], None] | None:
-    """A progress printer for a terminal, or None (pipes and --json stay quiet)."""
+    """A progress printer for a terminal, or None (pipes and --json stay quiet); inside
+    `progress_to`, that block's sink."""
+    sink = _progress_sink.get()
+    if sink is not None:
+        return sink
     if not enabled or not sys.stderr.isatty():
         return None
 
@@ -164,7 +186,7 @@ def stderr_progress(enabled: bool, prefix: str) -> Callable[[str], None] | None:
 
 
 def clear_progress(progress: Callable[[str], None] | None) -> None:
-    if progress:
+    if progress and progress is not _progress_sink.get():
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()
 
