@@ -71,7 +71,7 @@ class Event:
     """A backend event: `kinds` lists its arguments ('i' int, 'b' bytes)."""
 
     kinds: str
-    run: Callable[..., None]
+    run: Callable[..., object]
 
 
 @dataclass

@@ -20,6 +20,7 @@ ask the harness for absurd work (a 1 GiB fill, a year of virtual time).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import HostError
 
@@ -45,7 +46,7 @@ class Op:
     name first for events."""
 
     kind: str
-    args: tuple[int | bytes | str, ...]
+    args: tuple[Any, ...]  # ints, bytes (fills, event data), str (an event's name)
 
     def __str__(self) -> str:
         return format_op(self)
@@ -117,7 +118,7 @@ def format_op(op: Op) -> str:
     return " ".join([kind] + [_arg_text(a) for a in args])
 
 
-def format_program(ops: list[Op], config: str, comments: list[str] = ()) -> str:
+def format_program(ops: list[Op], config: str, comments: tuple[str, ...] | list[str] = ()) -> str:
     lines = [f"# {line}" for line in comments]
     lines.append(f"config {config}")
     lines.extend(format_op(op) for op in ops)

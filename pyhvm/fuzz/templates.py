@@ -1,0 +1,212 @@
+"""Op templates: the short sequences a driver issues, with fuzzed values, per device.
+
+Random single accesses rarely reach a device's deep states (a DMA read needs a drive
+selected, an address, a count, a command, a PRD table in RAM, its pointer and the start
+bit, in that order). A template emits such a sequence with each value drawn from the edges
+(`generate.value`, `generate.address`), so the engine spends its ops where the bugs live.
+Configurations (configs.py) list the templates of their devices in their `Profile`.
+"""
+
+from __future__ import annotations
+
+from . import ops as o
+from .generate import Profile, Rng, address, pci_access, value
+from .ops import Op
+
+IDE_BUS_MASTER_PORT = 0xC000  # where firmware puts BAR4 (pc.py does the same)
+NIC_IO_BASE = 0xC100  # where firmware puts the RTL8139's BARs (machine/nic.py does the same)
+NIC_MMIO_BASE = 0xFEBF1000
+NIC_MAC = bytes.fromhex("525400123456")
+
+
+def pic_init(r: Rng, p: Profile) -> list[Op]:
+    base = r.choice((0x20, 0xA0))
+    icw1 = 0x10 | r.getrandbits(4)
+    ops = [o.port_out(1, base, icw1), o.port_out(1, base + 1, value(r, 1))]
+    if not icw1 & 0x02:
+        ops.append(o.port_out(1, base + 1, r.choice((0x04, 0x02, value(r, 1)))))
+    if icw1 & 0x01:
+        ops.append(o.port_out(1, base + 1, r.getrandbits(5)))
+    ops.append(o.port_out(1, base + 1, value(r, 1)))  # OCW1: the mask
+    return ops
+
+
+def pic_command(r: Rng, p: Profile) -> list[Op]:
+    base = r.choice((0x20, 0xA0))
+    command = r.choice((0x20, 0x60, 0xA0, 0xC0, 0xE0, 0x80, 0x00, 0x40)) | r.randrange(8) \
+        if r.random() < 0.6 else r.choice((0x0A, 0x0B, 0x0C, 0x48, 0x68, 0x6B, 0x0E))
+    return [o.port_out(1, base, command), o.port_in(1, base + r.randrange(2))]
+
+
+def pit_program(r: Rng, p: Profile) -> list[Op]:
+    channel = r.choice((0, 0, 0, 1, 2))
+    rw = r.choice((1, 2, 3, 3))
+    mode = r.randrange(8)
+    ops = [o.port_out(1, 0x43, channel << 6 | rw << 4 | mode << 1 | (r.random() < 0.1))]
+    count = value(r, 2)
+    if rw & 1:
+        ops.append(o.port_out(1, 0x40 + channel, count & 0xFF))
+    if rw & 2:
+        ops.append(o.port_out(1, 0x40 + channel, count >> 8))
+    if r.random() < 0.3:
+        ops.append(o.port_out(1, 0x61, r.getrandbits(8)))
+    return ops
+
+
+def pit_readback(r: Rng, p: Profile) -> list[Op]:
+    channel = r.randrange(3)
+    command = 0xC0 | r.getrandbits(6) if r.random() < 0.5 else channel << 6
+    return [o.port_out(1, 0x43, command)] + [o.port_in(1, 0x40 + channel)
+                                              for _ in range(1 + r.randrange(3))]
+
+
+def rtc_access(r: Rng, p: Profile) -> list[Op]:
+    register = r.choice((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xA, 0xB, 0xB, 0xC, 0xC, 0xD, 0x32)) \
+        if r.random() < 0.9 else r.randrange(256)
+    index = [o.port_out(1, 0x70, register)]
+    if r.random() < 0.4:
+        return index + [o.port_in(1, 0x71)]
+    byte = {0xA: lambda: 0x20 | r.randrange(16) if r.random() < 0.8 else value(r, 1),
+            0xB: lambda: r.getrandbits(8)}.get(register, lambda: value(r, 1))()
+    return index + [o.port_out(1, 0x71, byte)]
+
+
+def uart_setup(r: Rng, p: Profile) -> list[Op]:
+    roll = r.random()
+    if roll < 0.3:
+        divisor = value(r, 2)
+        return [o.port_out(1, 0x3FB, 0x80 | r.getrandbits(7)), o.port_out(1, 0x3F8, divisor & 0xFF),
+                o.port_out(1, 0x3F9, divisor >> 8), o.port_out(1, 0x3FB, r.getrandbits(7))]
+    if roll < 0.6:
+        return [o.port_out(1, 0x3FA, r.getrandbits(8)), o.port_out(1, 0x3F9, r.getrandbits(4)),
+                o.port_out(1, 0x3FC, r.getrandbits(5))]
+    if roll < 0.8:
+        return [o.port_out(1, 0x3F8, value(r, 1)) for _ in range(1 + r.randrange(20))]
+    return [o.port_in(1, 0x3F8 + r.choice((0, 2, 5, 6))) for _ in range(1 + r.randrange(20))]
+
+
+def i8042_command(r: Rng, p: Profile) -> list[Op]:
+    command = r.choice((0x20, 0x21, 0x3F, 0x60, 0x61, 0x7F, 0xA4, 0xA7, 0xA8, 0xA9, 0xAA, 0xAB,
+                        0xAD, 0xAE, 0xC0, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xF0, 0xFE, 0xFF,
+                        value(r, 1)))
+    if r.random() < 0.3:  # a command for the keyboard itself, through the data port
+        keyboard = r.choice((0xED, 0xEE, 0xF0, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xFE, 0xFF,
+                             value(r, 1)))
+        return [o.port_out(1, 0x60, keyboard), o.port_out(1, 0x60, value(r, 1)),
+                o.port_in(1, 0x64), o.port_in(1, 0x60)]
+    ops = [o.port_out(1, 0x64, command)]
+    if r.random() < 0.6:
+        ops.append(o.port_out(1, 0x60, value(r, 1)))
+    return ops + [o.port_in(1, 0x64), o.port_in(1, 0x60)]
+
+
+def pci_bar_sizing(r: Rng, p: Profile) -> list[Op]:
+    """Size a BAR, put it somewhere (maybe over something else), flip decode."""
+    device, function = r.choice(p.pci) if p.pci else (r.randrange(32), 0)
+    bar = r.choice((0x10, 0x14, 0x18, 0x1C, 0x20, 0x24, 0x30))
+    where = r.choice((0x60, 0x1F0, 0x3F8, 0xC000, 0xC100, 0xCF8, 0xFF00, 0xFFF0, 0xFEBF1000,
+                      0x1000, address(r, p) & ~0xF, value(r, 4)))
+    return (pci_access(device, function, bar, 4, 0xFFFFFFFF) +
+            pci_access(device, function, bar, 4) +
+            pci_access(device, function, bar, 4, where | (bar == 0x30)) +
+            pci_access(device, function, 0x04, 2, r.choice((0, 1, 2, 3, 5, 7, 0x405, 0xFFFF))))
+
+
+ATA_COMMANDS = (0x20, 0x21, 0x24, 0x29, 0x30, 0x31, 0x34, 0x39, 0x40, 0x41, 0x42, 0xC4, 0xC5,
+                0xC6, 0xC8, 0xC9, 0xCA, 0xCB, 0x25, 0x35, 0xEC, 0xE7, 0xEA, 0xEF, 0x91, 0x90,
+                0x10, 0xE5, 0xE0, 0xE1, 0xE2, 0xE3, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0xA1,
+                0x00, 0xFF)
+
+
+def ata_command(r: Rng, p: Profile) -> list[Op]:
+    base = r.choice((0x1F0, 0x170))
+    device = r.choice((0xE0, 0xF0, 0xA0, 0xB0, 0x40, 0x50)) | r.randrange(16)
+    ops = [o.port_out(1, base + 6, device)]
+    for reg in (1, 2, 3, 4, 5):
+        for _ in range(2 if r.random() < 0.4 else 1):  # 48-bit commands write twice
+            ops.append(o.port_out(1, base + reg, value(r, 1) if r.random() < 0.7
+                                  else r.randrange(4)))
+    ops.append(o.port_out(1, base + 7, r.choice(ATA_COMMANDS)))
+    ops.append(o.port_in(1, base + 7))
+    return ops
+
+
+def prd_setup(r: Rng, p: Profile) -> list[Op]:
+    """A PRD table (entries pointing near RAM edges), the pointer, direction and start."""
+    table = address(r, p, 64) & ~3
+    entries = []
+    for index in range(1 + r.randrange(4)):
+        count = r.choice((0, 2, 0x200, 0x1000, 0xFFFE, 0xFFFF, value(r, 2)))
+        eot = 0x80000000 if r.random() < 0.7 else 0
+        entries.append(address(r, p, count or 0x10000).to_bytes(4, "little") +
+                       (count | eot | (value(r, 4) & 0x7FFF0000 if r.random() < 0.1 else 0))
+                       .to_bytes(4, "little"))
+    bm = IDE_BUS_MASTER_PORT + r.choice((0, 8))
+    return [o.fill(table, b"".join(entries)),
+            o.port_out(4, bm + 4, table if r.random() < 0.9 else value(r, 4)),
+            o.port_out(1, bm + 2, r.choice((0x06, 0x60, 0xFF))),
+            o.port_out(1, bm, r.choice((0x09, 0x01, 0x08, 0x00)))]
+
+
+def ata_pio(r: Rng, p: Profile) -> list[Op]:
+    base = r.choice((0x1F0, 0x170))
+    width = r.choice((2, 2, 4, 1))
+    op = o.port_in(width, base) if r.random() < 0.5 else o.port_out(width, base, value(r, width))
+    return [op, o.repeat(r.choice((1, 63, 255, 256, 511)), 1)]
+
+
+def ata_control(r: Rng, p: Profile) -> list[Op]:
+    control = r.choice((0x3F6, 0x376))
+    return [o.port_out(1, control, r.choice((0x04, 0x06, 0x02, 0x00, 0x80, 0xFF))),
+            o.port_out(1, control, r.choice((0x00, 0x02))), o.port_in(1, control)]
+
+
+def frame(r: Rng) -> tuple[bytes]:
+    destination = r.choice((b"\xff" * 6, NIC_MAC, b"\x01\x00\x5e\x00\x00\x01",
+                            b"\x33\x33\x00\x00\x00\x01", r.randbytes(6)))
+    length = r.choice((0, 1, 13, 14, 59, 60, 64, 1000, 1514, 1517, 1518, 1519, 2000))
+    return ((destination + r.randbytes(max(0, length - 6)))[:length],)
+
+
+def nic_reg(r: Rng, p: Profile, offset: int, width: int, data: int) -> Op:
+    if r.random() < 0.5:
+        return o.port_out(width, NIC_IO_BASE + offset, data)
+    return o.mmio_write(width, NIC_MMIO_BASE + offset, data)
+
+
+def nic_rx_setup(r: Rng, p: Profile) -> list[Op]:
+    ring = address(r, p, 0x10000) & ~r.choice((0, 3, 0xFFF))
+    rcr = r.choice((0x0F, 0x8F, 0x080F, 0x100F, 0x188F, 0x1F)) if r.random() < 0.8 \
+        else value(r, 4)
+    return [nic_reg(r, p, 0x37, 1, 0x10), nic_reg(r, p, 0x30, 4, ring),
+            nic_reg(r, p, 0x44, 4, rcr), nic_reg(r, p, 0x3C, 2, 0xFFFF),
+            nic_reg(r, p, 0x37, 1, 0x0C),
+            nic_reg(r, p, 0x38, 2, r.choice((0xFFF0, 0, 0x1FF0, value(r, 2))))]
+
+
+def nic_tx(r: Rng, p: Profile) -> list[Op]:
+    slot = r.randrange(4)
+    size = r.choice((0, 1, 14, 60, 1514, 1792, 1793, 0x1FFF))
+    buffer = address(r, p, size)
+    ops = [nic_reg(r, p, 0x20 + 4 * slot, 4, buffer if r.random() < 0.9 else value(r, 4)),
+           nic_reg(r, p, 0x10 + 4 * slot, 4, size | (r.getrandbits(6) << 16))]
+    if r.random() < 0.3:
+        ops.insert(0, nic_reg(r, p, 0x40, 4, r.choice((0x00060000, 0, value(r, 4)))))
+    return ops
+
+
+def nic_eeprom(r: Rng, p: Profile) -> list[Op]:
+    """Bit-bang the 93C46 through 9346CR: CS, clock pulses with data bits."""
+    ops = [nic_reg(r, p, 0x50, 1, 0x80)]
+    for _ in range(r.choice((1, 9, 11, 27))):
+        bit = r.getrandbits(1) << 1
+        ops += [nic_reg(r, p, 0x50, 1, 0x88 | bit), nic_reg(r, p, 0x50, 1, 0x8C | bit)]
+    ops.append(o.port_in(1, NIC_IO_BASE + 0x50))
+    return ops + [nic_reg(r, p, 0x50, 1, r.choice((0x00, 0x40, 0xC0)))]
+
+
+def nic_misc(r: Rng, p: Profile) -> list[Op]:
+    offset = r.choice((0x3E, 0x48, 0x4C, 0x54, 0x58, 0x5B, 0x62, 0x64, 0x74, 0xD8, 0x51, 0x52))
+    width = r.choice((1, 2, 4))
+    return [nic_reg(r, p, offset, width, value(r, width)),
+            o.port_in(width, NIC_IO_BASE + offset)]
