@@ -150,7 +150,10 @@ class GuestMemory:
             for key, value in host_page_sizes(region.host_address, region.size).items():
                 totals[key] = totals.get(key, 0) + value
         return {"backing": self.host.spec.describe(), "page_size": self.host.page_size,
-                "ram_bytes": self.size, **{f"{k}_bytes": v for k, v in totals.items()}}
+                "ram_bytes": self.size,
+                "regions": [{"gpa": r.gpa, "size": r.size, "slot": r.slot}
+                            for r in self.regions],
+                **{f"{k}_bytes": v for k, v in totals.items()}}
 
     def close(self) -> None:
         for region in self.regions:
