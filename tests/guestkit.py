@@ -242,14 +242,19 @@ def run_qemu(elf: Path, cmdline: str, timeout: float = 60, extra_args: Sequence[
 SCREENDUMP_STEP_TIMEOUT = 20.0  # seconds for connecting, the screendump, and quit
 
 
+class ScreendumpUnsupported(Exception):
+    """The VMM answered `screendump` with CommandNotFound."""
+
+
 def run_with_screendump(command: Sequence[str], cmdline: str, qmp_socket: Path, marker: str,
                         image: Path, timeout: float = BOOT_TIMEOUT,
                         image_format: str = "ppm") -> GuestRun:
     """Run a VMM whose stdout is the guest console and that serves QMP on qmp_socket; once
     the console shows `marker` (a scenario's "READY <name>" line, after which the guest
     halts), take a `screendump` into `image` and `quit`. The screenshot's failure, if any,
-    is raised after the VMM has ended; the run's console is in the GuestRun either way."""
-    from qemu.qmp import QMPClient  # a test dependency (.[test]), not pyhvm's
+    is raised after the VMM has ended (ScreendumpUnsupported if the VMM has no such
+    command); the run's console is in the GuestRun either way."""
+    from qemu.qmp import ExecuteError, QMPClient  # a test dependency (.[test]), not pyhvm's
 
     failure: list[BaseException] = []
 
@@ -275,6 +280,9 @@ def run_with_screendump(command: Sequence[str], cmdline: str, qmp_socket: Path, 
     proc = run_watching(command, timeout, marker=marker, on_marker=on_marker)
     run = GuestRun(cmdline, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                    proc.stderr.decode("utf-8", "replace"))
+    if failure and isinstance(failure[0], ExecuteError) \
+            and failure[0].error_class == "CommandNotFound":
+        raise ScreendumpUnsupported(str(failure[0]))
     if failure:
         raise AssertionError(f"screendump failed: {failure[0]!r}\n{run.describe()}")
     return run
