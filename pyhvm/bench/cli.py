@@ -166,6 +166,22 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                     help=f"exits per guest run (default {trace_bench.DEFAULT_N})")
     tr.set_defaults(func=_cmd_trace)
 
+    from . import vga as vga_bench
+
+    vg = names.add_parser(
+        "vga", help="video memory trapped vs shared (dirty log), and QEMU: fill, blit, scroll",
+        description="The paper's video-memory experiment: framebuffer fill and blit "
+                    "throughput and text scroll (guest CPL 3 loops, timed in the guest) for "
+                    "pyhvm --vga-mem shared and trap and QEMU -vga std, interleaved; and the "
+                    "cost of one display refresh at 1024x768x32 with 0, 10 and 100 %% of "
+                    "the screen dirty (in this process).")
+    _common_options(vg, vga_bench.DEFAULT_REPS)
+    vg.add_argument("--ms", type=_positive_int, default=vga_bench.DEFAULT_MS, metavar="M",
+                    help=f"guest milliseconds per run (default {vga_bench.DEFAULT_MS}; the "
+                         "trapped placement always finishes at least one frame)")
+    vg.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
+    vg.set_defaults(func=_cmd_vga)
+
     pp = names.add_parser(
         "paper", help="every placement benchmark, traced, into one HTML/Markdown report",
         description="The paper's claims checked in one run: every placement benchmark in "
@@ -220,6 +236,14 @@ def _cmd_trace(args: argparse.Namespace) -> int:
                                                      kernel=args.kernel,
                                                      show_progress=not args.json),
                    trace_bench.render)
+
+
+def _cmd_vga(args: argparse.Namespace) -> int:
+    from . import vga as vga_bench
+
+    return _report(args, lambda: vga_bench.measure(reps=args.reps, kernel=args.kernel,
+                                                   qemu=not args.no_qemu, ms=args.ms,
+                                                   show_progress=True), vga_bench.render)
 
 
 def _cmd_ide(args: argparse.Namespace) -> int:
