@@ -112,3 +112,11 @@ def test_driver_reads_video_memory_size_and_refuses_a_mode_too_big(pyhvm_vga: Pa
     assert run.status == STATUS_FAIL, run.describe()
     r = run.result("vbe")
     assert r["ok"] == "0" and r["error"] == "mode-too-big" and r.num("vram_kb") == 4096
+
+
+def test_text_mode_pyhvm_leaves_at_reset(pyhvm_shoot: Shoot) -> None:
+    """No BIOS runs before a direct kernel boot: with setmode=0 the kit writes its text
+    into whatever mode the VMM left, which must be mode 03h with a font in plane 2."""
+    cmdline = "scenario=vga-text setmode=0"
+    run, image = pyhvm_shoot(cmdline)
+    vga_pattern.check_scenario_screen(run, image, cmdline)
