@@ -91,10 +91,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                           "(trap, the paper's 'before') or shared memory with KVM's dirty "
                           "log (shared, default)")
     run.add_argument("--display", "-display", action="append", default=[],
-                     metavar="none|png:PATH|vnc:[HOST]:N",
-                     help="show the screen: a VNC server on port 5900+N (on 127.0.0.1 "
-                          "unless HOST is given; no password), or a PNG file rewritten "
-                          "while the screen changes and at exit; may repeat")
+                     metavar="none|png:PATH|vnc:[HOST]:N|web:[HOST:]PORT",
+                     help="show the screen: a VNC server on port 5900+N, a web page on "
+                          "PORT (both on 127.0.0.1 unless HOST is given; no password), or "
+                          "a PNG file rewritten while the screen changes and at exit; "
+                          "may repeat")
     run.add_argument("--no-reboot", "-no-reboot", action="store_true",
                      help="exit instead of resetting when the guest resets the machine")
     run.add_argument("--stats", metavar="FILE",

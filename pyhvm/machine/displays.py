@@ -30,6 +30,7 @@ from ..backends.display.frame import Frame, FrameSource
 from ..backends.display.keymap import keysym_to_set2
 from ..backends.display.png import write_image
 from ..backends.display.vnc import VNC_BASE_PORT, VncServer
+from ..backends.display.web import WebDisplay
 from ..errors import HostError
 from ..runtime.eventloop import EventLoop
 from .config import ConfigError
@@ -57,7 +58,7 @@ class DisplaySpec:
             return f"png:{self.path}"
         if self.kind == "vnc":
             return f"vnc:{self.host}:{self.port - VNC_BASE_PORT}"
-        return f"web:{self.port}"
+        return f"web:{self.host}:{self.port}"
 
 
 def parse_display(spec: str) -> DisplaySpec | None:
@@ -79,7 +80,12 @@ def parse_display(spec: str) -> DisplaySpec | None:
         return DisplaySpec("vnc", host=host or DEFAULT_VNC_HOST,
                            port=VNC_BASE_PORT + int(number))
     if kind == "web" and sep:
-        raise ConfigError("--display web:PORT is not implemented yet; use vnc:[HOST]:N")
+        host, colon, number = rest.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not number.isdigit() or not 0 < int(number) <= 65535:
+            raise ConfigError(f"--display {spec!r}: write web:[HOST:]PORT, e.g. web:8080")
+        return DisplaySpec("web", host=host or DEFAULT_VNC_HOST, port=int(number))
     raise ConfigError(f"--display {spec!r}: use none, png:PATH, vnc:[HOST]:N or web:PORT")
 
 
@@ -386,7 +392,7 @@ class Displays:
         self.lock = lock
         self.screen = screen
         self.keys = KeyboardInput(loop, lock, kbc)
-        self.outputs: list[VncServer | PngDisplay] = []
+        self.outputs: list[VncServer | WebDisplay | PngDisplay] = []
         self._hubs: dict[bool, DisplayHub] = {}
         try:
             for spec in specs:
@@ -408,18 +414,17 @@ class Displays:
                               "(drop --vga none)")
         if spec.kind == "png":
             hub = self.hub(blink=False)
-            output: VncServer | PngDisplay = PngDisplay(hub, spec.path)
-        elif spec.kind == "vnc":
+            output: VncServer | WebDisplay | PngDisplay = PngDisplay(hub, spec.path)
+        else:
             hub = self.hub(blink=True)
-            server = VncServer(self.loop, hub, self.keys, spec.host, spec.port, name=name,
-                               period_ns=VNC_REFRESH_NS)
+            kind = VncServer if spec.kind == "vnc" else WebDisplay
+            server = kind(self.loop, hub, self.keys, spec.host, spec.port, name=name,
+                          period_ns=VNC_REFRESH_NS)
+            output = server
             try:
                 server.listen()
             except HostError as err:
                 raise ConfigError(f"--display {spec}: {err}") from None
-            output = server
-        else:
-            raise ConfigError(f"--display {spec}: not implemented")
         hub.outputs.append(output)
         self.outputs.append(output)
 

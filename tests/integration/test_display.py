@@ -149,7 +149,7 @@ def test_png_display_holds_the_last_screen(guestkit: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("extra, needle", [
     (["--vga", "none", "--display", "vnc:127.0.0.1:150"], "no VGA"),
-    (["--display", "web:8080"], "not implemented"),
+    (["--display", "web:http"], "web:[HOST:]PORT"),
     (["--display", "vnc:127.0.0.1:x"], "vnc:[HOST]:N"),
 ])
 def test_display_option_mistakes_are_one_line(guestkit: Path, extra: list[str],

@@ -30,6 +30,8 @@ from tests.unit.test_png import decode_png
     ("vnc:0.0.0.0:3", DisplaySpec("vnc", host="0.0.0.0", port=5903)),
     ("vnc:[::1]:1", DisplaySpec("vnc", host="::1", port=5901)),
     ("vnc:7", DisplaySpec("vnc", host="127.0.0.1", port=5907)),
+    ("web:8080", DisplaySpec("web", host="127.0.0.1", port=8080)),
+    ("web:0.0.0.0:8000", DisplaySpec("web", host="0.0.0.0", port=8000)),
 ])
 def test_display_options_parse_like_qemu(spec: str, expected: DisplaySpec | None) -> None:
     """vnc:[HOST]:N listens on 5900+N, as QEMU's -display vnc=HOST:N."""
@@ -37,7 +39,7 @@ def test_display_options_parse_like_qemu(spec: str, expected: DisplaySpec | None
 
 
 @pytest.mark.parametrize("spec", ["vnc:", "vnc::x", "vnc::60000", "png:", "sdl", "gtk:1",
-                                  "web:8080"])
+                                  "web:", "web:x", "web:0", "web:70000"])
 def test_bad_display_options_are_one_line_config_errors(spec: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_display(spec)
