@@ -225,8 +225,9 @@ def run(quick: bool, out: Path, kernel: str | None = None,
                 progress.finish_section("interrupted", ran=False)
                 continue
             entries.append(entry)
-            progress.finish_section(entry["status"] if entry["status"] != "ok" else "done",
-                                    ran=entry["status"] == "ok")
+            ran = entry["status"] == "ok"
+            progress.finish_section("done" if ran else f"{entry['status']}: {entry['reason']}",
+                                    ran=ran)
     host = common.host_info(loadavg_1m_start=load_start, loadavg_1m_end=_loadavg(),
                             pyhvm=__version__, commit=_commit())
     return assemble(entries, host, quick=quick, command=command, started_utc=started_utc,

@@ -130,7 +130,7 @@ class Progress:
                     from rich.text import Text
                     return Text(f"about {fmt_duration(estimator.left_s())} left")
 
-            self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(),
+            self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(20),
                                       TimeElapsedColumn(), Left(""),
                                       console=Console(file=self.stream), transient=False)
             self._rich.start()
@@ -155,13 +155,18 @@ class Progress:
         self._show(text)
 
     def finish_section(self, outcome: str = "done", ran: bool = True) -> None:
+        elapsed = self.estimator.clock() - self.estimator.section_start
         self.estimator.finish(ran)
+        if self._rich is not None:   # a line that stays above the live display
+            self._rich.console.print(f"{self._what}: {outcome}"
+                                     + (f" in {fmt_duration(elapsed)}" if ran else ""),
+                                     markup=False, highlight=False)
         self._show(outcome)
 
     def _show(self, text: str) -> None:
         if self._rich is not None:
             self._rich.update(self._task, description=f"{self._what}: {text}",
-                              completed=self.estimator.done_share())
+                              completed=self.estimator.done_share(), refresh=True)
         else:
             self._line(f"{self._what}: {text} (about "
                        f"{fmt_duration(self.estimator.left_s())} left)")

@@ -9,6 +9,7 @@ a trace's header and records, so they are tested on hand-built records.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -115,8 +116,6 @@ def trace_section(kernel: Path, plan: TracePlan, append: str, labels: tuple[str,
 
 
 def _write_json(directory: Path, mode: str, report: dict[str, Any]) -> str:
-    import json
-
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{mode}.json"
     path.write_text(json.dumps(report, indent=1))

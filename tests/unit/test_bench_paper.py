@@ -367,3 +367,44 @@ def test_cli_without_kvm_or_guest_kit_is_one_line(monkeypatch: pytest.MonkeyPatc
     assert capsys.readouterr().err == \
         "pyhvm bench paper: /dev/kvm does not exist: this host offers no KVM\n"
     assert not (tmp_path / "out").exists()
+
+
+# --- the whole run, with fake benchmarks ------------------------------------------------------------
+def test_run_goes_through_every_section_and_stops_at_ctrl_c(
+        monkeypatch: pytest.MonkeyPatch, fake_module: types.ModuleType, tmp_path: Path) -> None:
+    """Sections run in the table's order; one that is missing is stated; Ctrl-C in one marks
+    it and every later one as not run, and the bundle says the run was interrupted."""
+    calls: list[int] = []
+
+    def measure(reps: int) -> dict[str, Any]:
+        calls.append(reps)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return {"bench": "fake", "host": {}, "runs": [], "ratios": {"b_over_a": 2.5}}
+
+    fake_module.measure = measure
+    fake = _fake_section(fake_module.__name__)
+    sections = (fake, _fake_section("pyhvm.bench.not_there"),
+                *(Section(**{**fake.__dict__, "name": n}) for n in ("second", "third")))
+    monkeypatch.setattr(paper, "SECTIONS", sections)
+    monkeypatch.setattr(common, "require_kvm", lambda: None)
+    monkeypatch.setattr(common, "guestkit_path", lambda kernel: Path("guest.elf"))
+    stream = io.StringIO()
+    progress = Progress([s.title for s in sections], [1] * 4, quick=False, stream=stream,
+                        live=False)
+    bundle = paper.run(False, tmp_path / "out", progress=progress, command="cmd")
+    states = [(e["name"], e["status"], e["reason"]) for e in bundle["sections"]]
+    assert states == [
+        ("fake", "ok", None),
+        ("fake", "not run", "pyhvm/bench/not_there.py does not exist in this checkout "
+                            "(bench fake is not built yet)"),
+        ("second", "not run", "interrupted (Ctrl-C) while it ran"),
+        ("third", "not run", "interrupted (Ctrl-C) before it ran")]
+    assert calls == [3, 3]                     # the full run's parameters, twice
+    assert bundle["interrupted"] is True and bundle["quick"] is False
+    assert bundle["sections"][0]["headline"]["value"] == 2.5
+    assert bundle["sections"][0]["verdict"] == "reproduced: at least the paper's > 2x"
+    assert "pyhvm bench paper: [2/4] Fake: not run: pyhvm/bench/not_there.py" in \
+        stream.getvalue()
+    written = paper.write_outputs(bundle, tmp_path / "out")
+    assert "interrupted" in written["html"].read_text()
