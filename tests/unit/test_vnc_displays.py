@@ -237,3 +237,45 @@ def test_a_guest_that_reads_no_keys_loses_them_after_a_while_and_memory_stays_bo
     clock.advance(10_000_000_000)
     assert not keys.pending and keys.dropped > 0
     assert clock.pending() == 0  # no retry timer left behind
+
+
+# --- QMP screendump ---------------------------------------------------------------------------------
+
+def qmp_screendump(displays: object, **arguments: object) -> dict[str, object]:
+    import json
+    from types import SimpleNamespace
+
+    from pyhvm.control.qmp import QmpSession, machine_commands
+
+    machine = SimpleNamespace(displays=displays)
+    session = QmpSession(machine_commands(machine))  # type: ignore[arg-type]
+    session.feed(b'{"execute": "qmp_capabilities"}')
+    reply = session.feed(json.dumps({"execute": "screendump", "arguments": arguments}).encode())
+    return json.loads(reply)  # type: ignore[no-any-return]
+
+
+def test_qmp_screendump_writes_ppm_by_default_and_png_on_request(loop: EventLoop,
+                                                                 tmp_path: Path) -> None:
+    """QEMU's screendump: filename, optional format (ppm, the default, or png)."""
+    screen = Screen()
+    screen.paint(5, 77)
+    displays = Displays(loop, threading.Lock(), screen, I8042(lambda: None), [])
+    try:
+        assert qmp_screendump(displays, filename=str(tmp_path / "a.ppm")) == {"return": {}}
+        assert (tmp_path / "a.ppm").read_bytes().startswith(b"P6\n60 40\n255\n")
+        assert qmp_screendump(displays, filename=str(tmp_path / "b.png"), format="png") == \
+            {"return": {}}
+        assert np.array_equal(decode_png((tmp_path / "b.png").read_bytes())[0], screen.pixels)
+        bad = qmp_screendump(displays, filename=str(tmp_path / "c"), format="jpeg")
+        assert "format" in bad["error"]["desc"]  # type: ignore[index]
+        missing = qmp_screendump(displays, filename=str(tmp_path / "no" / "d.png"))
+        assert "failed to write" in missing["error"]["desc"]  # type: ignore[index]
+    finally:
+        displays.close()
+
+
+def test_qmp_screendump_without_a_screen_is_an_error(loop: EventLoop) -> None:
+    displays = Displays(loop, threading.Lock(), None, I8042(lambda: None), [])
+    reply = qmp_screendump(displays, filename="/tmp/never.ppm")
+    assert reply["error"]["desc"] == "There is no console to take a screendump from"  # type: ignore[index]
+    assert qmp_screendump(None, filename="/tmp/never.ppm")["error"]  # no displays at all
