@@ -228,3 +228,14 @@ def test_zrle_sends_three_byte_cpixels_only_where_rfc_allows() -> None:
 def test_zrle_of_a_flat_screen_is_tiny() -> None:
     picture = np.full((768, 1024, 3), 30, dtype=np.uint8)
     assert len(rfb_encode.ZrleEncoder().encode(picture, DEFAULT_PIXEL_FORMAT)) < 1024
+
+
+def test_zrle_palette_finds_a_colour_the_sample_missed() -> None:
+    """One odd pixel off the sampling grid: the tile is still encoded losslessly."""
+    picture = np.zeros((64, 64, 3), dtype=np.uint8)
+    picture[:, 32:] = (200, 100, 50)
+    picture[1, 1] = (1, 2, 3)
+    decoder = _Decoder(DEFAULT_PIXEL_FORMAT, 64, 64)
+    data = rfb_encode.ZrleEncoder().encode(picture, DEFAULT_PIXEL_FORMAT)
+    decoder._zrle_rect(0, 0, 64, 64, decoder._zrle.decompress(data[4:]))
+    assert np.array_equal(decoder.fb, picture)

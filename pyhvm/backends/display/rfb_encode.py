@@ -21,6 +21,7 @@ ZLIB_LEVEL = 1  # fast: the encoder runs on the event loop; ZRLE's palettes do t
 TILE = 64  # ZRLE tile size (7.7.6)
 ZRLE_RAW, ZRLE_SOLID = 0, 1  # subencodings; 2-16 are packed palettes of that many colours
 MAX_PALETTE = 16
+SAMPLE_STEP = 8  # every 8th pixel of every 8th row: 64 of a tile's 4096
 
 
 def _channel(values: np.ndarray, top: int) -> np.ndarray:
@@ -95,15 +96,34 @@ class ZlibEncoder:
 def _pack_indices(indices: np.ndarray, colours: int) -> bytes:
     """Packed palette indices (7.7.6): 1, 2 or 4 bits each, most significant first, every
     row padded to a whole byte."""
-    bits = 1 if colours == 2 else 2 if colours <= 4 else 4
+    indices = indices.astype(np.uint8)
+    if colours == 2:
+        return np.packbits(indices, axis=1).tobytes()  # pads each row, MSB first
+    bits = 2 if colours <= 4 else 4
     per_byte = 8 // bits
-    rows, width = indices.shape
-    pad = -width % per_byte
+    pad = -indices.shape[1] % per_byte
     if pad:
         indices = np.pad(indices, ((0, 0), (0, pad)))
-    groups = indices.astype(np.uint8).reshape(rows, -1, per_byte)
-    shifts = (8 - bits * (np.arange(per_byte, dtype=np.uint8) + 1)).astype(np.uint8)
-    return np.bitwise_or.reduce(groups << shifts, axis=2).astype(np.uint8).tobytes()
+    packed = np.zeros((indices.shape[0], indices.shape[1] // per_byte), dtype=np.uint8)
+    for j in range(per_byte):
+        packed |= indices[:, j::per_byte] << np.uint8(8 - bits * (j + 1))
+    return packed.tobytes()
+
+
+def _palette(tile: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """A tile's colours (sorted) and each pixel's index among them; None for more than a
+    palette holds. A sample usually finds every colour, and then a search over a handful
+    of values replaces sorting the whole tile."""
+    sample = np.unique(tile[::SAMPLE_STEP, ::SAMPLE_STEP])
+    if len(sample) > MAX_PALETTE:
+        return None, tile
+    indices = np.minimum(np.searchsorted(sample, tile), len(sample) - 1)
+    if (sample[indices] == tile).all():
+        return sample, indices
+    colours, inverse = np.unique(tile, return_inverse=True)
+    if len(colours) > MAX_PALETTE:
+        return None, tile
+    return colours, inverse.reshape(tile.shape)
 
 
 def _solid_tiles(keys: np.ndarray) -> np.ndarray:
@@ -126,7 +146,8 @@ class ZrleEncoder:
     def encode(self, rgb: np.ndarray, pf: PixelFormat) -> bytes:
         pixels = pixel_bytes(rgb, pf)
         height, width, size = pixels.shape
-        cpixels = pixels[:, :, cpixel_slice(pf)]
+        cslice = cpixel_slice(pf)
+        cpixels = pixels[:, :, cslice]
         # One integer per pixel (the pixel value itself) for comparing and counting colours.
         keys = pixels.reshape(height, width * size).view(f"<u{size}")
         solid = _solid_tiles(keys)
@@ -137,15 +158,15 @@ class ZrleEncoder:
                     parts.append(bytes([ZRLE_SOLID]) + cpixels[top, left].tobytes())
                     continue
                 tile = keys[top:top + TILE, left:left + TILE]
-                colours, first, indices = np.unique(tile, return_index=True,
-                                                    return_inverse=True)
-                tile_cpixels = cpixels[top:top + TILE, left:left + TILE]
-                if len(colours) <= MAX_PALETTE:
-                    palette = tile_cpixels.reshape(-1, tile_cpixels.shape[2])[first]
-                    parts.append(bytes([len(colours)]) + palette.tobytes()
-                                 + _pack_indices(indices.reshape(tile.shape), len(colours)))
-                else:
-                    parts.append(bytes([ZRLE_RAW]) + tile_cpixels.tobytes())
+                palette_keys, indices = _palette(tile)
+                if palette_keys is None:
+                    parts.append(bytes([ZRLE_RAW])
+                                 + cpixels[top:top + TILE, left:left + TILE].tobytes())
+                    continue
+                palette = (palette_keys.astype(f"<u{size}").view(np.uint8)
+                           .reshape(-1, size)[:, cslice])
+                parts.append(bytes([len(palette_keys)]) + palette.tobytes()
+                             + _pack_indices(indices, len(palette_keys)))
         data = self._stream.compress(b"".join(parts)) + self._stream.flush(zlib.Z_SYNC_FLUSH)
         return struct.pack(">I", len(data)) + data
 
