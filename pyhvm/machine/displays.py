@@ -172,6 +172,7 @@ class DisplayHub:
         self._watchers: dict[int, int] = {}  # id(owner) -> refresh period
         self._timer: object | None = None
         self._pending: Frame | None = None
+        self._failed = False
         self._bell = Doorbell(loop, self._deliver)
 
     # --- FrameFeed ------------------------------------------------------------------------
@@ -229,7 +230,9 @@ class DisplayHub:
             self._render()
             self._bell.ring()
         except Exception:
-            log.exception("display refresh failed (the VM keeps running)")
+            if not self._failed:  # once: a broken renderer would fail 30 times a second
+                log.exception("display refresh failed (the VM keeps running)")
+            self._failed = True
         self._schedule()
 
     def _deliver(self) -> None:
