@@ -256,8 +256,9 @@ def add_ide(t: Target, p: Profile, chipset: PcChipset, lines: tuple[object, obje
     t.roots["ide"] = ide
     t.roots["ide-executor"] = executor
     p.ports += [(0x1F0, 8), (0x3F6, 1), (0x170, 8), (0x376, 1), (IDE_BUS_MASTER_PORT, 16)]
-    p.templates += [templates.ata_command, templates.ata_command, templates.prd_setup,
-                    templates.ata_pio, templates.ata_control]
+    p.templates += [templates.ata_command, templates.ata_dma, templates.ata_dma,
+                    templates.ata_pio_transfer, templates.prd_setup, templates.ata_pio,
+                    templates.ata_control]
     ide.firmware_setup = firmware_setup  # type: ignore[attr-defined]
     return ide
 
@@ -325,8 +326,8 @@ def add_nic(t: Target, p: Profile, host: PciHost, intx: object | None = None) ->
     p.events["frame"] = templates.frame
     p.events["txkick"] = lambda r: ()
     p.events["link"] = lambda r: (r.randrange(2),)
-    p.templates += [templates.nic_rx_setup, templates.nic_tx, templates.nic_eeprom,
-                    templates.nic_misc]
+    p.templates += [templates.nic_rx_setup, templates.nic_tx, templates.nic_traffic,
+                    templates.nic_traffic, templates.nic_eeprom, templates.nic_misc]
     model.firmware_setup = firmware_setup  # type: ignore[attr-defined]
     return model
 

@@ -187,6 +187,8 @@ class Campaign:
         stats.rejected_dma += result.rejected
         if result.violation is not None:
             self.record(program, result.violation)
+        elif result.slow is not None:
+            self.record(program, result.slow)
         if self.arcs is not None:
             arcs = self.arcs()
             if arcs > self._best:
@@ -221,7 +223,7 @@ class Campaign:
         gc.disable()
         try:
             again = run_program(self.build, program[:violation.op_index + 1],
-                                cpu_clock=True).violation
+                                cpu_clock=True, timed_op=violation.executed).violation
         finally:
             if enabled:
                 gc.enable()

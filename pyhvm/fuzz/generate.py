@@ -199,8 +199,8 @@ def generate(rng: Rng, profile: Profile, length: int | None = None) -> list[Op]:
     while len(program) < length:
         program += next_ops(rng, profile)
         if rng.random() < 0.02 and program:
-            program.append(o.repeat(rng.choice((2, 16, 256, 1024, 4096, 4096, 65536)) if
-                                    rng.random() < 0.2 else rng.choice((2, 16, 256, 1024)),
+            program.append(o.repeat(rng.choice((512, 1024, 4096)) if
+                                    rng.random() < 0.2 else rng.choice((2, 16, 256)),
                                     1 + rng.randrange(min(4, len(program)))))
     return program[:MAX_PROGRAM]
 

@@ -18,12 +18,13 @@ import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 OP_BUDGET_NS = 50_000_000  # CPU time one op (or one timer callback) may take
 GROWTH_LIMIT = 1 << 20  # footprint units (bytes, or 8 per container slot) over the baseline
 LIVE_TIMER_LIMIT = 64  # armed timers a configuration may hold at once
 STALE_TIMER_LIMIT = 10_000  # cancelled far-future timers left in the event loop's heap
-PROBE_EVERY = 32  # ops between footprint, timer and invariant probes
+PROBE_EVERY = 64  # ops between footprint, timer and invariant probes
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -35,6 +36,7 @@ class Violation:
     signature: str
     message: str
     op_index: int  # index of the op in the program (-1: found after the last op)
+    executed: int = 0  # ops executed by then, repeats expanded (which repetition failed)
 
     def as_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "signature": self.signature, "message": self.message,
@@ -59,9 +61,13 @@ def exception_violation(error: BaseException, op_index: int, during: str) -> Vio
 
 # -- footprint ----------------------------------------------------------------------------
 
-_ATOMS = (int, float, bool, complex, type(None), enum.Enum, range, slice)
-_OPAQUE = (mmap.mmap, memoryview, type, types.ModuleType, types.FunctionType,
-           types.MethodType, types.BuiltinFunctionType, types.LambdaType)
+_ATOM_TYPES = frozenset((int, float, bool, complex, type(None), range, slice))
+_ATOMS = (enum.Enum, mmap.mmap, memoryview, type, types.ModuleType, types.FunctionType,
+          types.MethodType, types.BuiltinFunctionType, types.LambdaType)
+_OPAQUE = _ATOMS
+_BYTES = frozenset((bytes, bytearray, str))
+_SEQUENCES = frozenset((list, tuple, collections.deque, set, frozenset))
+_SEQUENCE_BASES = (list, tuple, collections.deque, set, frozenset)
 
 
 @dataclass
@@ -81,28 +87,32 @@ def footprint(roots: dict[str, object], skip: tuple[object, ...] = ()) -> Footpr
     largest, largest_size = "", 0
     for name, root in roots.items():
         total = 0
-        stack = [(root, 0)]
+        stack: list[tuple[object, int]] = [(root, 0)]
         while stack:
             obj, depth = stack.pop()
-            if id(obj) in seen or isinstance(obj, _ATOMS) or isinstance(obj, _OPAQUE):
+            key = id(obj)
+            if key in seen:
                 continue
-            seen.add(id(obj))
+            seen.add(key)
+            kind = type(obj)
             size = 0
-            children: list[object] = []
-            if isinstance(obj, (bytes, bytearray, str)):
-                size = len(obj)
-            elif isinstance(obj, (list, tuple, collections.deque, set, frozenset)):
-                size = 8 * len(obj)
-                children = list(obj)
+            children: Iterable[object] = ()
+            if kind in _BYTES:
+                size = len(obj)  # type: ignore[arg-type]
+            elif kind in _SEQUENCES or isinstance(obj, _SEQUENCE_BASES):
+                size = 8 * len(obj)  # type: ignore[arg-type]
+                children = obj  # type: ignore[assignment]
             elif isinstance(obj, dict):
                 size = 16 * len(obj)
                 children = [*obj.keys(), *obj.values()]
-            elif (depth == 0 or type(obj).__module__.startswith("pyhvm.")) and depth < 16:
-                children = list(_attributes(obj))
+            elif depth < 16 and (depth == 0 or kind.__module__.startswith("pyhvm.")) and \
+                    not isinstance(obj, _OPAQUE):
+                children = _attributes(obj)
             total += size
             if size > largest_size:
-                largest, largest_size = f"{name}: {type(obj).__name__} of {size} units", size
-            stack.extend((child, depth + 1) for child in children)
+                largest, largest_size = f"{name}: {kind.__name__} of {size} units", size
+            stack.extend((child, depth + 1) for child in children
+                         if type(child) not in _ATOM_TYPES and not isinstance(child, _ATOMS))
         units[name] = total
     return Footprint(units, largest)
 

@@ -118,34 +118,124 @@ ATA_COMMANDS = (0x20, 0x21, 0x24, 0x29, 0x30, 0x31, 0x34, 0x39, 0x40, 0x41, 0x42
                 0x00, 0xFF)
 
 
-def ata_command(r: Rng, p: Profile) -> list[Op]:
-    base = r.choice((0x1F0, 0x170))
-    device = r.choice((0xE0, 0xF0, 0xA0, 0xB0, 0x40, 0x50)) | r.randrange(16)
+ATA_DMA = (0xC8, 0xCA, 0x25, 0x35)  # READ/WRITE DMA, and their EXT forms
+ATA_PIO = (0x20, 0x24, 0x30, 0x34, 0xC4, 0xC5, 0x29, 0x39)  # sectors and multiple, 28/48-bit
+DISK_SECTORS = (2048, 128, 64)  # the drives configs.py puts in (0,0), (1,0), (1,1)
+
+
+def _task_file(r: Rng, base: int, ext: bool) -> list[Op]:
+    """Device, count and LBA as a driver writes them: mostly a real address on a real
+    drive, sometimes the last sectors, sometimes past the end or absurd."""
+    slot = r.randrange(2)
+    sectors = r.choice(DISK_SECTORS)
+    roll = r.random()
+    count = r.choice((1, 1, 2, 8, 0)) if roll < 0.8 else value(r, 2 if ext else 1)
+    span = count or (0x10000 if ext else 0x100)
+    if roll < 0.6:
+        lba = r.randrange(max(1, sectors - min(span, sectors)))
+    elif roll < 0.8:
+        lba = max(0, sectors - span + r.randrange(-1, 2))
+    else:
+        lba = value(r, 4) | (r.getrandbits(16) << 32 if ext else 0)
+    head = 0 if ext else (lba >> 24) & 0xF
+    device = (0xE0 if r.random() < 0.9 else r.choice((0xA0, 0x40, 0x00))) | slot << 4 | head
     ops = [o.port_out(1, base + 6, device)]
-    for reg in (1, 2, 3, 4, 5):
-        for _ in range(2 if r.random() < 0.4 else 1):  # 48-bit commands write twice
-            ops.append(o.port_out(1, base + reg, value(r, 1) if r.random() < 0.7
-                                  else r.randrange(4)))
-    ops.append(o.port_out(1, base + 7, r.choice(ATA_COMMANDS)))
+    if ext:  # the previous ("high order") bytes first
+        ops += [o.port_out(1, base + 2, count >> 8 & 0xFF)]
+        ops += [o.port_out(1, base + reg, lba >> shift & 0xFF)
+                for reg, shift in ((3, 24), (4, 32), (5, 40))]
+    ops += [o.port_out(1, base + 2, count & 0xFF)]
+    ops += [o.port_out(1, base + reg, lba >> shift & 0xFF)
+            for reg, shift in ((3, 0), (4, 8), (5, 16))]
+    return ops
+
+
+def ata_command(r: Rng, p: Profile) -> list[Op]:
+    """Any command, task file written roughly as drivers do or at random."""
+    base = r.choice((0x1F0, 0x170))
+    command = r.choice(ATA_COMMANDS)
+    if r.random() < 0.7:
+        ops = _task_file(r, base, command in (0x24, 0x25, 0x29, 0x34, 0x35, 0x39, 0x42))
+        ops.insert(1, o.port_out(1, base + 1, value(r, 1)))  # features
+    else:
+        ops = [o.port_out(1, base + 6, r.choice((0xE0, 0xF0, 0xA0, 0xB0, 0x40, 0x50)) |
+                          r.randrange(16))]
+        for reg in (1, 2, 3, 4, 5):
+            for _ in range(2 if r.random() < 0.4 else 1):
+                ops.append(o.port_out(1, base + reg, value(r, 1)))
+    ops.append(o.port_out(1, base + 7, command))
     ops.append(o.port_in(1, base + 7))
     return ops
+
+
+def _prd_table(r: Rng, p: Profile, length: int) -> bytes:
+    """Entries for `length` bytes: exactly, or short, long, or pointing off RAM's edges."""
+    entries = []
+    left = length
+    for index in range(1 + r.randrange(4)):
+        exact = r.random() < 0.7
+        count = min(left, r.choice((0x200, 0x1000, 0x10000))) if exact else \
+            r.choice((0, 2, 0x200, 0x1000, 0xFFFE, 0xFFFF, value(r, 2)))
+        left -= count if exact else 0
+        last = (exact and left <= 0) or (not exact and r.random() < 0.5)
+        flags = (count & 0xFFFF) | (0x80000000 if last else 0)
+        if r.random() < 0.05:
+            flags |= value(r, 4) & 0x7FFF0000  # reserved bits
+        entries.append(address(r, p, count or 0x10000).to_bytes(4, "little") +
+                       flags.to_bytes(4, "little"))
+        if last:
+            break
+    return b"".join(entries)
 
 
 def prd_setup(r: Rng, p: Profile) -> list[Op]:
     """A PRD table (entries pointing near RAM edges), the pointer, direction and start."""
     table = address(r, p, 64) & ~3
-    entries = []
-    for index in range(1 + r.randrange(4)):
-        count = r.choice((0, 2, 0x200, 0x1000, 0xFFFE, 0xFFFF, value(r, 2)))
-        eot = 0x80000000 if r.random() < 0.7 else 0
-        entries.append(address(r, p, count or 0x10000).to_bytes(4, "little") +
-                       (count | eot | (value(r, 4) & 0x7FFF0000 if r.random() < 0.1 else 0))
-                       .to_bytes(4, "little"))
     bm = IDE_BUS_MASTER_PORT + r.choice((0, 8))
-    return [o.fill(table, b"".join(entries)),
+    return [o.fill(table, _prd_table(r, p, r.choice((0x200, 0x400, 0x1000, 0x20000)))),
             o.port_out(4, bm + 4, table if r.random() < 0.9 else value(r, 4)),
             o.port_out(1, bm + 2, r.choice((0x06, 0x60, 0xFF))),
             o.port_out(1, bm, r.choice((0x09, 0x01, 0x08, 0x00)))]
+
+
+def ata_dma(r: Rng, p: Profile) -> list[Op]:
+    """A whole bus-master transfer: stop, table, pointer, command, start (either order)."""
+    channel = r.randrange(2)
+    base, bm = (0x1F0, 0x170)[channel], IDE_BUS_MASTER_PORT + 8 * channel
+    command = r.choice(ATA_DMA)
+    ext = command in (0x25, 0x35)
+    task = _task_file(r, base, ext)
+    count = 1
+    for op in task:  # recover the count written, to size the table
+        if op.args[1] == base + 2:
+            count = (count << 8 | op.args[2]) if ext else op.args[2]
+    length = 512 * (count or (0x10000 if ext else 0x100))
+    table = address(r, p, 64) & ~3
+    to_memory = command in (0xC8, 0x25)
+    direction = 0x08 if to_memory != (r.random() < 0.1) else 0x00
+    setup = [o.port_out(1, bm, 0x00), o.fill(table, _prd_table(r, p, length)),
+             o.port_out(4, bm + 4, table), o.port_out(1, bm + 2, 0x06)]
+    issue = task + [o.port_out(1, base + 7, command)]
+    start = [o.port_out(1, bm, direction | 0x01)]
+    ops = setup + (issue + start if r.random() < 0.6 else start + issue)
+    if r.random() < 0.5:
+        ops += [o.event("complete")] if "complete" in p.events else []
+    return ops + [o.port_in(1, bm + 2), o.port_in(1, base + 7)]
+
+
+def ata_pio_transfer(r: Rng, p: Profile) -> list[Op]:
+    """A PIO command and its data phase: words in or out, a sector or more."""
+    base = r.choice((0x1F0, 0x170))
+    command = r.choice(ATA_PIO + (0xEC, 0xC6))
+    ext = command in (0x24, 0x29, 0x34, 0x39)
+    ops = _task_file(r, base, ext) + [o.port_out(1, base + 7, command)]
+    if "complete" in p.events:
+        ops.append(o.event("complete"))
+    write = command in (0x30, 0x34, 0xC5, 0x39)
+    width = r.choice((2, 2, 4))
+    data = o.port_out(width, base, value(r, width)) if write else o.port_in(width, base)
+    return ops + [data, o.repeat(r.choice((255, 256 // (width // 2) - 1, 511, 1023)), 1),
+                  o.port_in(1, base + 7)]
 
 
 def ata_pio(r: Rng, p: Profile) -> list[Op]:
@@ -193,6 +283,26 @@ def nic_tx(r: Rng, p: Profile) -> list[Op]:
     if r.random() < 0.3:
         ops.insert(0, nic_reg(r, p, 0x40, 4, r.choice((0x00060000, 0, value(r, 4)))))
     return ops
+
+
+def nic_traffic(r: Rng, p: Profile) -> list[Op]:
+    """Bring the chip up, then frames both ways: a transmit of a filled buffer (maybe in
+    loopback) and frames arriving from the wire into the ring."""
+    ops = nic_rx_setup(r, p)
+    if r.random() < 0.6:
+        size = r.choice((60, 64, 1514, 1792))
+        buffer = address(r, p, size)
+        slot_ops = []
+        for slot in range(4) if r.random() < 0.3 else range(1):
+            slot_ops += [nic_reg(r, p, 0x20 + 4 * slot, 4, buffer),
+                         nic_reg(r, p, 0x10 + 4 * slot, 4, size)]
+        ops += [o.fill(buffer, (NIC_MAC + r.randbytes(62))[:64])]
+        if r.random() < 0.4:
+            ops.append(nic_reg(r, p, 0x40, 4, 0x00060000))  # loopback: TX feeds RX
+        ops += slot_ops
+    for _ in range(r.choice((1, 2, 8))):
+        ops.append(o.event("frame", *frame(r)))
+    return ops + [o.port_in(2, NIC_IO_BASE + 0x3E), o.port_in(2, NIC_IO_BASE + 0x3A)]
 
 
 def nic_eeprom(r: Rng, p: Profile) -> list[Op]:

@@ -212,9 +212,19 @@ def test_cancelled_far_future_timers_piling_up_are_reported() -> None:
     assert violation is not None and violation.signature == "timers:stale"
 
 
-def test_an_op_over_its_cpu_budget_is_slow() -> None:
-    violation = run_planted(o.port_out(1, 0x500, 0), budget_ns=-1)
-    assert violation is not None and violation.kind == "slow"
+def test_an_op_over_budget_on_the_cpu_clock_is_slow() -> None:
+    program = [o.port_out(1, 0x500, 0), o.port_in(1, 0x500)]
+    result = run_program(planted_target, program, budget_ns=-1, cpu_clock=True)
+    assert result.violation is not None and result.violation.signature == "slow:outb"
+    assert result.ops == 1  # the program stopped there
+
+
+def test_an_op_over_budget_on_the_wall_clock_is_only_a_candidate() -> None:
+    """Another process may have had the CPU: the program runs on, the engine re-checks."""
+    program = [o.port_out(1, 0x500, 0), o.port_in(1, 0x500)]
+    result = run_program(planted_target, program, budget_ns=-1)
+    assert result.violation is None and result.ops == 2
+    assert result.slow is not None and (result.slow.op_index, result.slow.executed) == (0, 1)
 
 
 def test_footprint_counts_bytes_and_container_slots_not_shared_objects() -> None:
