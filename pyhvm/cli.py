@@ -33,8 +33,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                     "((V << 1) | 1 for a write of V to port 0xF4), 0 if the guest reset the "
                     "machine under --no-reboot, 2 if the guest died, 4 if pyhvm could not run "
                     "it, 124 on --max-seconds, 130 on Ctrl-C.")
-    run.add_argument("--kernel", "-kernel", required=True, metavar="FILE",
-                     help="Multiboot ELF32 or Linux bzImage to boot")
+    run.add_argument("--kernel", "-kernel", metavar="FILE",
+                     help="Multiboot ELF32 or Linux bzImage to boot directly (no firmware); "
+                          "without it, the firmware boots from the disks")
     run.add_argument("--append", "-append", default="", metavar="STR",
                      help="kernel command line")
     run.add_argument("--initrd", "-initrd", metavar="FILE",
@@ -113,6 +114,15 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      help="serve QMP on a control socket (QEMU's syntax; tcp:127.0.0.1:PORT,"
                           "server also works): query-status, stop, cont, system_reset, quit, "
                           "x-pyhvm-stats ... (see `pyhvm top`)")
+    run.add_argument("--bios", "-bios", metavar="FILE",
+                     help="boot through this system ROM, mapped below 4 GiB (default when "
+                          "there is no --kernel: SeaBIOS, /usr/share/seabios/bios.bin); with "
+                          "--kernel, the firmware boots the kernel (a Linux bzImage) itself")
+    run.add_argument("--boot", "-boot", metavar="order=cdn[,menu=on][,reboot-timeout=MS]",
+                     help="firmware boot order and menu (QEMU's -boot; default order=c)")
+    run.add_argument("--debugcon", "-debugcon", metavar="file:PATH|stdio|none",
+                     help="the firmware's debug log (SeaBIOS writes it to port 0x402): to a "
+                          "file or stderr; with -v and no --debugcon it goes to the log")
     run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
     run.set_defaults(func=_cmd_run)
 
@@ -144,6 +154,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .machine.displays import parse_display
 
         displays = [d for d in map(parse_display, args.display) if d is not None]
+        bios = args.bios
+        if bios is None and args.kernel is None:
+            from .boot.firmware import DEFAULT_BIOS
+
+            bios = DEFAULT_BIOS
         config = MachineConfig(kernel=args.kernel, append=args.append, initrd=args.initrd,
                                modules=args.module, memory=parse_size(args.memory),
                                mem_backing=backing,
@@ -153,7 +168,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                drives=drives, ide_dma=args.ide_dma, nic=nic,
                                vga=args.vga, vga_mem=args.vga_mem, displays=displays,
                                trace=args.trace,
-                               trace_events=tuple(e for e in args.trace_events.split(",") if e))
+                               trace_events=tuple(e for e in args.trace_events.split(",") if e),
+                               bios=bios, boot=args.boot, debugcon=args.debugcon)
         machine = Machine(config)
     except HostError as err:
         print(f"pyhvm: {err}", file=sys.stderr)

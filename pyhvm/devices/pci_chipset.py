@@ -65,6 +65,10 @@ PIIX3_IDE_FUNCTION = 1
 # 82441FX PCI and memory controller (PMC), configuration registers (82441FX datasheet).
 I440FX_DEVICE_ID = 0x1237
 I440FX_REVISION = 0x02
+# The board's subsystem IDs, QEMU's (Red Hat, "QEMU virtual machine"): SeaBIOS looks for them
+# on 00:00.0 before it uses fw_cfg (paravirt.c qemu_detect); silicon reports the board maker's.
+QEMU_SUBSYSTEM_VENDOR_ID = 0x1AF4
+QEMU_SUBSYSTEM_ID = 0x1100
 CLASS_HOST_BRIDGE = 0x060000  # bridge, host bridge
 I440FX_COMMAND = COMMAND_MEMORY | COMMAND_BUS_MASTER  # 0x0006: hardwired on
 I440FX_COMMAND_WRITABLE = COMMAND_PARITY | COMMAND_SERR
@@ -213,6 +217,8 @@ class I440fxHostBridge(PciFunction):
                  on_smram_change: Callable[[int], None] | None = None) -> None:
         super().__init__(INTEL_VENDOR_ID, I440FX_DEVICE_ID, CLASS_HOST_BRIDGE,
                          revision=I440FX_REVISION, command=I440FX_COMMAND,
+                         subsystem_vendor_id=QEMU_SUBSYSTEM_VENDOR_ID,
+                         subsystem_id=QEMU_SUBSYSTEM_ID,
                          command_writable=I440FX_COMMAND_WRITABLE, status=I440FX_STATUS)
         self.on_pam_change = on_pam_change
         self.on_smram_change = on_smram_change

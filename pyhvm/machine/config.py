@@ -66,7 +66,7 @@ def parse_drive(spec: str, taken: set[int]) -> DriveConfig:
 
 @dataclass
 class MachineConfig:
-    kernel: str
+    kernel: str | None  # None: the firmware boots from a disk (needs `bios`)
     append: str = ""
     initrd: str | None = None
     modules: list[str] = field(default_factory=list)
@@ -86,6 +86,9 @@ class MachineConfig:
     displays: list = field(default_factory=list)  # --display: DisplaySpec (displays.py)
     trace: str | None = None  # --trace FILE
     trace_events: tuple[str, ...] = ("exits", "irq", "devices", "backend")
+    bios: str | None = None  # --bios ROM: boot through firmware (machine/firmware.py)
+    boot: str | None = None  # --boot order=...,menu=...,reboot-timeout=... (QEMU's -boot)
+    debugcon: str | None = None  # --debugcon file:PATH|stdio|none: the firmware's log port
     debug_exit_port: int = 0xF4
     debug_exit_size: int = 4
 

@@ -167,3 +167,48 @@ def set_long_mode_entry(vcpu: Vcpu, tables: LongModeTables, *, rip: int, rsi: in
     regs.rsi = rsi
     regs.rflags = RFLAGS_RESERVED
     vcpu.set_regs(regs)
+
+
+RESET_CR0 = 0x60000010  # CD, NW, ET: caches off, as after RESET (Intel SDM Vol. 3A 9.1.1)
+RESET_CS_SELECTOR = 0xF000
+RESET_CS_BASE = 0xFFFF0000  # with IP 0xFFF0: the first fetch is at 0xFFFFFFF0
+RESET_RIP = 0xFFF0
+RESET_EDX = 0x00000600  # family 6: what EDX holds after RESET (SDM Table 9-1)
+
+
+def _real_mode_segment(selector: int, base: int, *, code: bool) -> s.kvm_segment:
+    seg = s.kvm_segment()
+    seg.selector = selector
+    seg.base = base
+    seg.limit = 0xFFFF
+    seg.type = 0xB if code else 0x3  # accessed code (execute/read), accessed data (read/write)
+    seg.present = 1
+    seg.s = 1
+    return seg
+
+
+def set_reset_state(vcpu: Vcpu) -> None:
+    """The processor state after RESET (SDM Vol. 3A Table 9-1): real mode, CS:IP at the reset
+    vector 0xFFFFFFF0 (CS base 0xFFFF0000, selector 0xF000), caches disabled, flags 0x2."""
+    sregs = vcpu.get_sregs()
+    sregs.cs = _real_mode_segment(RESET_CS_SELECTOR, RESET_CS_BASE, code=True)
+    data = _real_mode_segment(0, 0, code=False)
+    sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data
+    tr = _real_mode_segment(0, 0, code=True)
+    tr.s = 0  # a system segment: busy TSS, as KVM's reset leaves it
+    sregs.tr = tr
+    ldt = _real_mode_segment(0, 0, code=False)
+    ldt.s = 0
+    ldt.type = 0x2  # LDT
+    sregs.ldt = ldt
+    sregs.gdt.base = sregs.idt.base = 0
+    sregs.gdt.limit = sregs.idt.limit = 0xFFFF
+    sregs.cr0 = RESET_CR0
+    sregs.cr2 = sregs.cr3 = sregs.cr4 = 0
+    sregs.efer = 0
+    vcpu.set_sregs(sregs)
+    regs = s.kvm_regs()
+    regs.rip = RESET_RIP
+    regs.rdx = RESET_EDX
+    regs.rflags = RFLAGS_RESERVED
+    vcpu.set_regs(regs)

@@ -187,6 +187,8 @@ class VgaDisplay:
     def firmware_setup(self) -> None:
         """Text mode 03h with the font, BARs assigned, memory and I/O decoding on."""
         self.vga.reset()
+        if getattr(self.machine, "firmware", None) is not None:
+            return  # SeaBIOS assigns the BARs, the VGA BIOS sets the mode and font
         vga_bios.set_text_mode3(self.vga, self.font)
         self.function.config_write(0x10, 4, lfb_base(self.vram_size))
         self.function.config_write(0x18, 4, MMIO_BASE)

@@ -152,6 +152,8 @@ class Nic:
 
     def firmware_setup(self) -> None:
         """BARs and decode as firmware leaves them for a directly booted kernel."""
+        if getattr(self.machine, "firmware", None) is not None:
+            return  # the real firmware assigns BARs itself
         self.function.config_write(0x10, 4, NIC_IO_BASE)
         self.function.config_write(0x14, 4, NIC_MMIO_BASE)
         self.function.config_write(0x04, 2, 0x0007)  # I/O, memory, bus master

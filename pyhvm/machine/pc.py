@@ -24,9 +24,10 @@ from ..devices.base import IrqLine
 from ..devices.debug_exit import DebugExit
 from ..devices.i8042 import AUX_IRQ, KBD_IRQ, I8042
 from ..devices.misc import PostCode
+from ..devices.port92 import PORT as PORT92, Port92
 from ..devices.ata_disk import AtaDisk
 from ..devices.ide import PiixIde
-from ..devices.pci_chipset import build_pc_chipset
+from ..devices.pci_chipset import I440fxHostBridge, build_pc_chipset
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.uart16550 import Uart16550
 from ..kvm import Kvm, KvmError
@@ -44,6 +45,7 @@ from ..trace.recorder import Recorder
 from ..trace.records import EVENT_GROUPS
 from . import cpu
 from .config import ConfigError, MachineConfig
+from .firmware import Firmware
 from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
 from .nic import open_nic
 from .display import open_vga, parse_vga, ram_memslots
@@ -59,9 +61,10 @@ IDE_DMA_MODES = ("sync", "concurrent")
 IDE_BUS_MASTER_PORT = 0xC000
 BMIBA_BAR = 4
 # Guest-physical pages KVM may claim for its own use on VMX hosts (real-mode TSS and the
-# EPT identity map), just below the BIOS ROM, where QEMU puts them too.
-KVM_TSS_ADDR = 0xFFFBD000
-KVM_IDENTITY_MAP_ADDR = 0xFFFBC000
+# EPT identity map), just below the 16 MiB flash window under 4 GiB, where QEMU puts them;
+# the firmware's e820 table reserves them (machine/firmware.py).
+KVM_TSS_ADDR = 0xFEFFD000
+KVM_IDENTITY_MAP_ADDR = 0xFEFFC000
 KERNEL_SIZE_LIMIT = 256 << 20
 CONSOLE_FLUSH_NS = 5_000_000  # console bytes without a newline wait at most this long
 TRACE_DEVICES = ("ide", "rtl8139")  # index = the device id in trace records
@@ -95,6 +98,9 @@ class Machine:
         self._reset_requested = False
         self.loop = EventLoop(self.io_lock)
         self.recorder: Recorder | None = None
+        # Booting through firmware (--bios): the ROM is checked before any KVM work.
+        self.firmware = Firmware.open(config.bios, config.boot, config.debugcon) \
+            if config.bios else None
         self.kvm = Kvm()
         try:
             self._build()
@@ -124,8 +130,12 @@ class Machine:
         self.recorder = _open_recorder(config)
         self.memory = _allocate_memory(config.memory, config.mem_backing)
         self.vga_config = parse_vga(config.vga, config.vga_mem)
-        for slot, gpa, size, host in ram_memslots(self.memory, self.vga_config.kind != "none"):
-            self.vm.set_user_memory_region(slot, gpa, size, host)
+        if self.firmware is not None:  # the first MiB follows the PAM registers
+            self.firmware.map_memory(self.vm, self.memory, I440fxHostBridge().pam_regions())
+        else:
+            for slot, gpa, size, host in ram_memslots(self.memory,
+                                                      self.vga_config.kind != "none"):
+                self.vm.set_user_memory_region(slot, gpa, size, host)
         self.console = open_console(config.serial)
         self.console.schedule = lambda flush: self.loop.call_at(
             self.loop.now_ns() + CONSOLE_FLUSH_NS, flush)
@@ -158,15 +168,20 @@ class Machine:
                      "debug-exit")
         pio.register(0x80, 1, PostCode(lambda code: log.debug("POST code %#04x", code)),
                      "post")
+        self.port92 = Port92(self._guest_reset)  # fast A20 gate and fast reset
+        pio.register(PORT92, 1, self.port92, "port92")
         # The RTC keeps UTC, as QEMU's default `-rtc base=utc` does.
+        cmos = pc_cmos_bytes(self.config.memory, pci_hole_start=LOW_RAM_TOP)
+        if self.firmware is not None:
+            cmos.update(self.firmware.cmos_bytes(self.config.cpus))
         self.rtc = CmosRtc(self.loop, self._line(RTC_IRQ), base_time=int(time.time()),
-                           cmos=pc_cmos_bytes(self.config.memory, pci_hole_start=LOW_RAM_TOP))
+                           cmos=cmos)
         pio.register(0x70, 2, self.rtc, "rtc")
         # A kernel booted without firmware finds the IDE channels decoding, as a BIOS
         # leaves them (Linux's ata_piix skips channels whose decode bit is off).
         self.chipset = build_pc_chipset(isa_line=self._line,
                                         on_reset=lambda hard: self._guest_reset(),
-                                        ide_decode_at_reset=True)
+                                        ide_decode_at_reset=self.firmware is None)
         pio.register(0xCF8, 4, self.chipset.host.address_port, "pci-addr")
         pio.register(0xCFC, 4, self.chipset.host.data_port, "pci-data")
         self._wire_ide()
@@ -175,6 +190,8 @@ class Machine:
         self.i8042 = I8042(self._guest_reset, self._line(KBD_IRQ), self._line(AUX_IRQ))
         pio.register(0x60, 1, self.i8042.data_port, "i8042-data")
         pio.register(0x64, 1, self.i8042.command_port, "i8042-cmd")
+        if self.firmware is not None:
+            self.firmware.attach(self)
 
     def _wire_ide(self) -> None:
         """PIIX3 IDE: drives, the DMA placement, and the ranges its PCI function decodes."""
@@ -221,6 +238,8 @@ class Machine:
     def _firmware_pci_setup(self) -> None:
         """What firmware leaves for a directly booted kernel (SeaBIOS does the same): the
         IDE bus-master block at a fixed port, I/O decode and bus mastering on."""
+        if self.firmware is not None:
+            return  # the real firmware assigns BARs itself
         function = self.chipset.ide
         function.config_write(0x20, 4, IDE_BUS_MASTER_PORT)
         function.config_write(0x04, 2, 0x0005)
@@ -262,6 +281,9 @@ class Machine:
 
     def _boot(self) -> None:
         config = self.config
+        if self.firmware is not None:  # the BIOS loads whatever it boots
+            cpu.set_reset_state(self.vcpus[0])
+            return
         image = read_file(config.kernel, "kernel", KERNEL_SIZE_LIMIT)
         initrd = read_file(config.initrd, "initrd", KERNEL_SIZE_LIMIT) if config.initrd else None
         modules = [(read_file(path.split(" ", 1)[0], "module", KERNEL_SIZE_LIMIT), path)
@@ -460,11 +482,14 @@ class Machine:
         self.memory.discard()  # reads zero, whatever the backing
         self.uart.reset()
         self.rtc.reset()
+        self.port92.reset()
         self.i8042.reset()
         self.irqchip.reset()
         self.ide.reset()
         self.chipset.host.reset()
         self._firmware_pci_setup()
+        if self.firmware is not None:
+            self.firmware.reset()
         if self.nic is not None:
             self.nic.reset()
         if self.vga is not None:
@@ -499,6 +524,8 @@ class Machine:
             self.console.close()
         if hasattr(self, "vm"):
             self.vm.close()
+        if self.firmware is not None:
+            self.firmware.close()
         if hasattr(self, "memory"):
             self.memory.close()
         self.kvm.close()
