@@ -52,7 +52,7 @@ def test_every_section_names_a_claim_and_both_parameter_sets() -> None:
     assert all(by_name(n).trace is not None for n in optimizations)
 
 
-@pytest.mark.parametrize("name", ["pic", "ide", "net", "exits", "startup"])
+@pytest.mark.parametrize("name", ["pic", "ide", "net", "vga", "exits", "startup"])
 def test_parameters_are_keywords_the_benchmark_takes(name: str) -> None:
     """The table drives the real modules: every parameter it sets must exist there (a
     rename in a benchmark would otherwise be dropped silently by the signature filter)."""

@@ -23,7 +23,7 @@ from pyhvm.bench.paper_sections import SECTION_NAMES, by_name
 from pyhvm.bench.report import build, model, write_report
 from pyhvm.bench.report import html as report_html
 from pyhvm.bench.report import markdown as report_md
-from pyhvm.bench.report.plots import QUICK_MARK
+from pyhvm.bench.report.plots import QUICK_MARK, section_plots
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "paper"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,12 +38,13 @@ def quick_bundle() -> dict[str, Any]:
 
 
 def full_bundle() -> dict[str, Any]:
-    """The recorded run with vga and mem results added (synthetic), marked as a full run."""
+    """The recorded run with a recorded bench vga result and a synthetic bench mem one
+    added, marked as a full run."""
     bundle = quick_bundle()
-    for name in ("vga", "mem"):
+    for name, fixture in (("vga", "vga-quick.json"), ("mem", "mem-synthetic.json")):
         index = next(i for i, e in enumerate(bundle["sections"]) if e["name"] == name)
-        bundle["sections"][index] = paper.section_entry(
-            by_name(name), False, "ok", None, load(f"{name}-synthetic.json"))
+        bundle["sections"][index] = paper.section_entry(by_name(name), False, "ok", None,
+                                                        load(fixture))
     bundle.update(quick=False, fit_for_figures=True, warning=None)
     return bundle
 
@@ -80,11 +81,25 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+Built = tuple[dict[str, Any], Any, dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def quick_html() -> str:
+def quick_built() -> Built:
+    """The recorded quick bundle and its plots (drawn once: matplotlib takes a while)."""
     bundle = quick_bundle()
-    top, sections = build(bundle)
-    return report_html.render(bundle, top, sections)
+    return (bundle, *build(bundle))
+
+
+@pytest.fixture(scope="module")
+def full_built() -> Built:
+    bundle = full_bundle()
+    return (bundle, *build(bundle))
+
+
+@pytest.fixture(scope="module")
+def quick_html(quick_built: Built) -> str:
+    return report_html.render(*quick_built)
 
 
 # --- every section, missing ones stated ------------------------------------------------------------
@@ -145,14 +160,11 @@ def test_every_plot_is_an_embedded_png_with_alt_text(quick_html: str) -> None:
         assert width > 100 and height > 100 and image["alt"]
 
 
-def test_quick_runs_are_marked_everywhere_and_full_runs_are_not() -> None:
-    bundle = quick_bundle()
-    top, sections = build(bundle)
-    assert "not fit for figures" in report_html.render(bundle, top, sections)
-    assert "not fit for figures" in report_md.render(bundle, top, sections)
-    full = full_bundle()
-    top, sections = build(full)
-    text = report_html.render(full, top, sections) + report_md.render(full, top, sections)
+def test_quick_runs_are_marked_everywhere_and_full_runs_are_not(quick_built: Built,
+                                                                full_built: Built) -> None:
+    assert "not fit for figures" in report_html.render(*quick_built)
+    assert "not fit for figures" in report_md.render(*quick_built)
+    text = report_html.render(*full_built) + report_md.render(*full_built)
     assert "not fit for figures" not in text and QUICK_MARK not in text
 
 
@@ -168,39 +180,41 @@ def test_why_tables_show_the_exit_profile_before_and_after(quick_html: str) -> N
 
 
 # --- sections whose benchmark exists later ---------------------------------------------------------
-def test_vga_and_mem_render_when_their_benchmarks_report() -> None:
-    bundle = full_bundle()
-    top, sections = build(bundle)
+def test_vga_and_mem_render_when_their_benchmarks_report(full_built: Built) -> None:
+    bundle, top, sections = full_built
     vga = next(e for e in bundle["sections"] if e["name"] == "vga")
-    assert vga["headline"]["key"] == "fill_mbps_shared_over_trap"
+    assert vga["headline"]["key"] == "fill_shared_over_trap"
+    assert vga["headline"]["value"] == vga["result"]["ratios"]["fill_shared_over_trap"]
     assert vga["verdict"] == "reproduced: at least the paper's several x (>= 2x)"
-    assert [p.name for p in sections["vga"][0]] == ["vga-refresh"]
+    assert vga["headline"]["qemu"]["unit"] == "MB/s"
+    assert [p.name for p in sections["vga"][0]] == ["vga-throughput", "vga-refresh"]
     assert vga["trace"] is None    # run_section traces; section_entry keeps what it is given
     mem = next(e for e in bundle["sections"] if e["name"] == "mem")
     assert mem["headline"]["key"] == "anon+thp_over_best"
-    text = report_html.render(bundle, top, sections)
+    text = unescape(re.sub(r"<[^>]+>", "", report_html.render(bundle, top, sections)))
     assert "Not run in this report" not in text
-    assert "fill_mbps_shared_over_trap" in text
+    assert f"Measured: {model.fmt_value(vga['headline']['value'], 'x')} framebuffer fill" in text
+    assert "(ratio 'anon+thp_over_best')" in text
 
 
-def test_a_benchmark_json_a_plot_cannot_read_is_reported_not_fatal() -> None:
-    bundle = full_bundle()
+def test_a_benchmark_json_a_plot_cannot_read_is_reported_not_fatal(full_built: Built) -> None:
+    bundle, top, sections = copy.deepcopy(full_built[0]), full_built[1], full_built[2]
     vga = next(e for e in bundle["sections"] if e["name"] == "vga")
-    vga["result"] = copy.deepcopy(vga["result"])
-    vga["result"]["runs"].append({"metrics": {}})            # no config at all
-    top, sections = build(bundle)
-    plots, problems = sections["vga"]
-    assert plots == [] and problems == ["plot vga_refresh could not be drawn: KeyError: 'config'"]
-    assert problems[0] in unescape(report_html.render(bundle, top, sections))
+    vga["result"]["runs"].append({"metrics": {"mbps": 1.0}})     # no config at all
+    plots, problems = section_plots(vga, False)
+    assert plots == [] and problems == [
+        f"plot {name} could not be drawn: KeyError: 'config'"
+        for name in ("vga_throughput", "vga_refresh")]
+    text = report_html.render(bundle, top, {**sections, "vga": (plots, problems)})
+    assert problems[0] in unescape(text)
 
 
-def test_a_failed_traced_run_is_stated() -> None:
-    bundle = quick_bundle()
+def test_a_failed_traced_run_is_stated(quick_built: Built) -> None:
+    bundle = copy.deepcopy(quick_built[0])
     net = next(e for e in bundle["sections"] if e["name"] == "net")
     net["trace"]["after"] = {"label": "--net-mode event", "args": [], "error": "boom"}
     del net["trace"]["diff"]
-    top, sections = build(bundle)
-    text = report_html.render(bundle, top, sections)
+    text = report_html.render(bundle, quick_built[1], quick_built[2])
     assert "the traced after run (--net-mode event) failed: boom" in unescape(text)
 
 

@@ -293,36 +293,55 @@ def net_rtt(entry: dict[str, Any], quick: bool) -> Plot | None:
 
 
 def vga_refresh(entry: dict[str, Any], quick: bool) -> Plot | None:
-    """Display refresh cost against the share of the screen dirty, from whatever run of
-    bench vga has a `dirty...` config key and a `refresh...` metric."""
-    series: dict[str, list[tuple[float, float, list[float]]]] = {}
-    unit_key = None
-    for run in _runs(entry):
-        c, m = run["config"], run["metrics"]
-        dirty = next((k for k in c if "dirty" in k and isinstance(c[k], (int, float))), None)
-        cost = next((k for k in sorted(m) if k.startswith("refresh") and not k.endswith("_reps")
-                     and isinstance(m[k], (int, float))), None)
-        if dirty is None or cost is None:
-            continue
-        unit_key = cost
-        name = str(c.get("variant") or c.get("vga_mem") or c.get("vmm") or "run")
-        series.setdefault(name, []).append((c[dirty], m[cost], m.get(f"{cost}_reps") or []))
-    if not series or unit_key is None:
+    points = sorted((r["config"]["dirty_percent"], r["metrics"]["ms"],
+                     r["metrics"].get("ms_reps") or []) for r in _runs(entry)
+                    if r["config"].get("test") == "refresh"
+                    and r["config"].get("dirty_percent") is not None
+                    and r["metrics"].get("ms") is not None)
+    if not points:
         return None
+    mode = next((r["config"].get("mode") for r in _runs(entry)
+                 if r["config"].get("test") == "refresh"), None) or "?"
     fig, (ax,) = _figure()
-    colours = {"trap": BEFORE, "shared": AFTER, "qemu": QEMU}
-    for name, points in sorted(series.items()):
-        points.sort()
-        errs = [spread(v, reps) for _, v, reps in points]
-        ax.errorbar([p[0] for p in points], [p[1] for p in points],
-                    yerr=[[e[0] for e in errs], [e[1] for e in errs]], fmt="o-", capsize=3,
-                    color=colours.get(name, OTHER), label=name)
-    ax.set_xlabel("screen dirty (as bench vga reports it)")
-    ax.set_ylabel(unit_key.replace("_", " "))
+    errs = [spread(v, reps) for _, v, reps in points]
+    ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                yerr=[[e[0] for e in errs], [e[1] for e in errs]], fmt="o-", capsize=3,
+                color=AFTER, label=f"pyhvm renderer, {mode}")
+    ax.set_xticks([p[0] for p in points])
+    ax.set_xlabel("screen dirty (% of the frame's pages)")
+    ax.set_ylabel("ms per refresh")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     return Plot("vga-refresh", "Display refresh cost against the dirty share of the screen",
-                "Cost of one display refresh as more of the frame changes, per video-memory "
-                "placement (median; whiskers: min-max).", _png(fig, quick))
+                "What one display refresh costs when the dirty log says this much of the "
+                "frame changed: the shared placement converts only the dirty scanlines "
+                "(median; whiskers: min-max).", _png(fig, quick))
+
+
+def vga_throughput(entry: dict[str, Any], quick: bool) -> Plot | None:
+    by = {(r["config"].get("placement"), r["config"].get("test")): r["metrics"]
+          for r in _runs(entry) if r["metrics"].get("mbps") is not None}
+    tests = [t for t in ("fill", "blit") if any(k[1] == t for k in by)]
+    if not tests:
+        return None
+    labels = {"trap": "--vga-mem trap (before)", "shared": "--vga-mem shared (after)",
+              "std": "QEMU -vga std"}
+    series = [(labels[p], c) for p, c in (("trap", BEFORE), ("shared", AFTER), ("std", QEMU))
+              if any(k[0] == p for k in by)]
+    inverse = {label: p for p, label in labels.items()}
+
+    def value(label: str, group: str) -> tuple[float | None, Sequence[float]]:
+        m = by.get((inverse[label], group.split()[1]), {})
+        return m.get("mbps"), m.get("mbps_reps") or []
+
+    fig, (ax,) = _figure()
+    seen = _grouped_bars(ax, [f"framebuffer {t}" for t in tests], series, value)
+    _log_if_wide(ax, seen)
+    ax.set_ylabel("MB/s (10^6 bytes/s), log scale" if ax.get_yscale() == "log" else "MB/s")
+    ax.legend(fontsize=8)
+    return Plot("vga-throughput", "Framebuffer throughput per video-memory placement",
+                "CPL 3 stores to the linear framebuffer, timed in the guest (median; "
+                "whiskers: min-max of the repetitions).", _png(fig, quick))
 
 
 def exits_bars(entry: dict[str, Any], quick: bool) -> Plot | None:
@@ -368,7 +387,7 @@ PER_SECTION: dict[str, tuple[Callable[[dict[str, Any], bool], Plot | None], ...]
     "pic": (pic_loss,),
     "ide": (ide_throughput, ide_timeline),
     "net": (net_throughput, net_rtt),
-    "vga": (vga_refresh,),
+    "vga": (vga_throughput, vga_refresh),
     "exits": (exits_bars,),
     "startup": (startup_bars,),
 }
