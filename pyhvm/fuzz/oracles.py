@@ -23,7 +23,7 @@ from typing import Iterable
 OP_BUDGET_NS = 50_000_000  # CPU time one op (or one timer callback) may take
 GROWTH_LIMIT = 1 << 20  # footprint units (bytes, or 8 per container slot) over the baseline
 LIVE_TIMER_LIMIT = 64  # armed timers a configuration may hold at once
-STALE_TIMER_LIMIT = 10_000  # cancelled far-future timers left in the event loop's heap
+STALE_TIMER_LIMIT = 2_000  # cancelled far-future timers left in the event loop's heap
 PROBE_EVERY = 64  # ops between footprint, timer and invariant probes
 _PACKAGE = Path(__file__).resolve().parents[1]
 

@@ -304,3 +304,27 @@ def test_cli_refuses_bad_arguments_in_one_line(argv: list[str], complaint: str,
     assert main(argv) == 4
     err = capsys.readouterr().err
     assert complaint in err and "Traceback" not in err
+
+
+def _have_atheris() -> bool:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _have_atheris(), reason="atheris is an optional extra ('.[fuzz]')")
+def test_atheris_engine_runs_its_budget_and_reports_json(tmp_path: Path) -> None:
+    """libFuzzer owns the process (it exits it), so this runs `pyhvm fuzz` in a child."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.run(
+        [sys.executable, "-m", "pyhvm", "fuzz", "--engine", "atheris", "--config", "uart",
+         "--ops", "100", "--json", "--save", str(tmp_path)],
+        cwd=root, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    report = json.loads(child.stdout)
+    assert report["engine"] == "atheris" and report["ops"] >= 100
