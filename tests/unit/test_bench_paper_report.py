@@ -133,6 +133,17 @@ def test_claims_table_puts_the_paper_beside_the_measurement() -> None:
     assert "QEMU" in rows["net"]["qemu"]
 
 
+def test_a_section_run_without_qemu_says_so() -> None:
+    bundle = quick_bundle()
+    ide = next(e for e in bundle["sections"] if e["name"] == "ide")
+    ide["params"]["qemu"], ide["headline"]["qemu"] = False, None
+    rows = {r["name"]: r for r in model.claim_rows(bundle)}
+    assert rows["ide"]["qemu"] == "not measured in this run (qemu=False)"
+    assert model.qemu_line(ide) == "QEMU beside: not measured in this run (qemu=False)"
+    exits = next(e for e in bundle["sections"] if e["name"] == "exits")
+    assert rows["exits"]["qemu"] == "-" and model.qemu_line(exits) is None
+
+
 def test_spread_is_min_to_max_of_the_repetitions() -> None:
     assert model.fmt_spread([1.2, 1.05, 1.1], "gain") == "+5.0 % to +20.0 % (3 repetitions)"
     assert model.fmt_spread([12.0, 9.5], "x") == "9.50x to 12.00x (2 repetitions)"

@@ -64,8 +64,8 @@ def _section(entry: dict[str, Any], plots: list[Plot], problems: list[str]) -> s
                  f"</b> {escape(head.get('what', ''))}; spread across repetitions: "
                  f"{escape(model.fmt_spread(head.get('reps') or [], head['style']))}. "
                  f'<span class="verdict">{escape(entry.get("verdict", ""))}</span></p>')
-    if head.get("qemu"):
-        parts.append(f"<p>QEMU beside: {escape(model.qemu_text(head))}</p>")
+    if model.qemu_line(entry):
+        parts.append(f"<p>{escape(model.qemu_line(entry) or '')}</p>")
     if head.get("also"):
         items = "".join(f"<li>{escape(a['what'])}: {escape(model.fmt_unit(a['value'], a['unit']))}"
                         f"</li>" for a in head["also"])

@@ -32,8 +32,8 @@ def _section(entry: dict[str, Any], plots: list[Plot], problems: list[str]) -> l
                  f"{head.get('what', '')}; spread: "
                  f"{model.fmt_spread(head.get('reps') or [], head['style'])}. "
                  f"*{entry.get('verdict', '')}*")
-    if head.get("qemu"):
-        lines += ["", f"QEMU beside: {model.qemu_text(head)}"]
+    if model.qemu_line(entry):
+        lines += ["", model.qemu_line(entry) or ""]
     if head.get("also"):
         lines += [""] + [f"- {a['what']}: {model.fmt_unit(a['value'], a['unit'])}"
                          for a in head["also"]]

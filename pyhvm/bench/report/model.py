@@ -66,6 +66,22 @@ def qemu_text(head: dict[str, Any] | None) -> str:
            f"QEMU {fmt_unit(q.get('qemu'), q['unit'])}"
 
 
+def _qemu_cell(entry: dict[str, Any], head: dict[str, Any]) -> str:
+    if not head.get("qemu") and entry["params"].get("qemu") is False:
+        return "not measured in this run (qemu=False)"
+    return qemu_text(head)
+
+
+def qemu_line(entry: dict[str, Any]) -> str | None:
+    """The section's "QEMU beside" sentence, or None where QEMU has no part in it."""
+    head = entry.get("headline") or {}
+    if head.get("qemu"):
+        return f"QEMU beside: {qemu_text(head)}"
+    if entry["params"].get("qemu") is False:
+        return "QEMU beside: not measured in this run (qemu=False)"
+    return None
+
+
 def claim_rows(bundle: dict[str, Any]) -> list[dict[str, str]]:
     """One row per section, missing ones included: the paper beside the measurement."""
     rows = []
@@ -82,7 +98,7 @@ def claim_rows(bundle: dict[str, Any]) -> list[dict[str, str]]:
             "what": head.get("what", "") if ran else "",
             "spread": fmt_spread(head.get("reps") or [], head.get("style", "x")) if ran
             else "-",
-            "qemu": qemu_text(head) if ran else "-",
+            "qemu": _qemu_cell(entry, head) if ran else "-",
             "verdict": entry.get("verdict", "") if ran else status_text(entry),
         })
     return rows
