@@ -204,6 +204,14 @@ def test_generic_headline_picks_by_pattern_or_says_it_found_none() -> None:
     assert empty["value"] is None and "no ratio" in empty["note"]
 
 
+def test_mem_headline_is_the_slowest_backing_against_the_best() -> None:
+    head = by_name("mem").headline({"ratios": {"anon_over_best": 1.2, "thp_over_best": 1.0,
+                                               "memfd_over_best": 1.4, "pages": 9.0}})
+    assert (head["key"], head["value"]) == ("memfd_over_best", 1.4)
+    other = by_name("mem").headline({"ratios": {"hugetlb_over_anon": 0.8}})
+    assert (other["key"], other["value"]) == ("hugetlb_over_anon", 0.8)
+
+
 @pytest.mark.parametrize("value, reps, expected", [
     (None, [], "not measured"),
     (0.9, [0.9], "not reproduced"),

@@ -201,11 +201,11 @@ def test_vga_and_mem_render_when_their_benchmarks_report(full_built: Built) -> N
     assert [p.name for p in sections["vga"][0]] == ["vga-throughput", "vga-refresh"]
     assert vga["trace"] is None    # run_section traces; section_entry keeps what it is given
     mem = next(e for e in bundle["sections"] if e["name"] == "mem")
-    assert mem["headline"]["key"] == "anon+thp_over_best"
+    assert mem["headline"]["key"] == "memfd_over_best" and mem["headline"]["value"] == 1.5625
     text = unescape(re.sub(r"<[^>]+>", "", report_html.render(bundle, top, sections)))
     assert "Not run in this report" not in text
     assert f"Measured: {model.fmt_value(vga['headline']['value'], 'x')} framebuffer fill" in text
-    assert "(ratio 'anon+thp_over_best')" in text
+    assert "the slowest RAM backing against the best (memfd_over_best)" in text
 
 
 def test_a_benchmark_json_a_plot_cannot_read_is_reported_not_fatal(full_built: Built) -> None:
