@@ -43,8 +43,8 @@ def add_fuzz_parser(sub: argparse._SubParsersAction) -> None:
                            "created only when something is found)")
     fuzz.add_argument("--no-minimize", action="store_true",
                       help="save findings as found, without delta debugging")
-    fuzz.add_argument("--replay", action="append", metavar="FILE",
-                      help="run a reproducer (may repeat) and report its violation, if any")
+    fuzz.add_argument("--replay", action="extend", nargs="+", metavar="FILE",
+                      help="run reproducers and report their violations, if any")
     fuzz.add_argument("--list", action="store_true", help="list the configurations")
     fuzz.add_argument("--json", action="store_true", help="print one JSON object")
     fuzz.set_defaults(func=_cmd_fuzz)

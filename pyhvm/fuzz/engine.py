@@ -11,7 +11,6 @@ confirmed by a re-run before it counts).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import random
 import time
@@ -219,14 +218,8 @@ class Campaign:
     def _slow_again(self, program: list[Op], violation: Violation) -> bool:
         """A slow op counts only if a re-run, timed on the thread's CPU clock with the
         garbage collector off, is slow too (another process may have had the CPU)."""
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            again = run_program(self.build, program[:violation.op_index + 1],
-                                cpu_clock=True, timed_op=violation.executed).violation
-        finally:
-            if enabled:
-                gc.enable()
+        again = run_program(self.build, program[:violation.op_index + 1],
+                            cpu_clock=True, timed_op=violation.executed).violation
         return again is not None and again.signature == violation.signature
 
 
