@@ -10,6 +10,7 @@ benchmark failed) is reported as "not run" with the reason, never left out.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib
 import inspect
@@ -24,7 +25,7 @@ from .. import __version__
 from . import common
 from .common import BenchError
 from .paper_progress import Progress
-from .paper_sections import SECTIONS, Section, verdict
+from .paper_sections import SECTIONS, FromModule, Section, verdict
 from .paper_traces import trace_section
 
 DEFAULT_OUT = "paper-report"
@@ -38,11 +39,27 @@ class Interrupted(Exception):
 
 # --- one section -------------------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
+    if isinstance(value, FromModule):
+        return f"the benchmark's {value.attr}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def resolve(params: dict[str, Any], module: Any) -> dict[str, Any]:
+    """The parameters with every FromModule replaced by that attribute of `module`."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, FromModule):
+            if not hasattr(module, value.attr):
+                raise BenchError(f"{module.__name__} has no {value.attr} (wanted for {key}=)")
+            value = getattr(module, value.attr)
+        out[key] = value
+    return out
 
 
 def call_measure(measure: Callable[..., dict[str, Any]], params: dict[str, Any],
@@ -80,7 +97,7 @@ def measure_section(section: Section, quick: bool, kernel: str | None,
         return "not run", f"{section.module} has no measure() function", None, module
     try:
         with common.progress_to(sink):
-            result = call_measure(measure, section.params(quick), kernel)
+            result = call_measure(measure, resolve(section.params(quick), module), kernel)
     except KeyboardInterrupt:
         raise Interrupted() from None
     except (BenchError, OSError) as err:

@@ -29,6 +29,14 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class FromModule:
+    """A parameter taken from the benchmark module when it runs (its QUICK sizes, say):
+    the table is read before the module is imported, and the module may not exist."""
+
+    attr: str
+
+
+@dataclass(frozen=True)
 class TracePlan:
     """Two short traced pyhvm runs of one guest scenario, "before" and "after".
     `setup` says what else a run needs: "plain", "disk" (an IDE image) or "net" (a host
@@ -294,17 +302,21 @@ def generic_headline(patterns: Sequence[str], what: str, style: str = "x") -> He
 
 
 def mem_headline(result: dict[str, Any]) -> dict[str, Any]:
-    """How far the slowest RAM backing falls behind the best: the largest `*_over_best`
-    ratio (bench mem reports each configuration against the best one); else the first
-    ratio it has."""
-    worst = [(v, k) for k, v in (result.get("ratios") or {}).items()
-             if k.endswith("_over_best") and isinstance(v, (int, float))
-             and not isinstance(v, bool)]
-    if not worst:
+    """How far pyhvm's slowest RAM backing falls behind the best configuration of its
+    workload: the largest `WORKLOAD:pyhvm:BACKING_over_best` ratio (bench mem reports each
+    configuration against the best one); else the first ratio it has."""
+    ratios = {k: v for k, v in (result.get("ratios") or {}).items()
+              if k.endswith("_over_best") and isinstance(v, (int, float))
+              and not isinstance(v, bool)}
+    ours = {k: v for k, v in ratios.items() if ":pyhvm:" in k} or ratios
+    if not ours:
         return generic_headline((r".",), "RAM backing")(result)
-    value, key = max(worst)
-    return headline(f"the slowest RAM backing against the best ({key})", key, float(value),
-                    [], "x", note="spread across repetitions not derived for this benchmark")
+    key = max(ours, key=lambda k: (ours[k], k))
+    return headline(f"pyhvm's slowest RAM backing against the best configuration of its "
+                    f"workload ({key})", key, float(ours[key]), [], "x",
+                    note="spread across repetitions not derived for this benchmark; its "
+                         "own report (runs/mem.json) has the kernel MMU counts that "
+                         "explain each figure")
 
 
 # --- the sections ------------------------------------------------------------------------------
@@ -358,10 +370,12 @@ SECTIONS: tuple[Section, ...] = (
         claim=Claim("The tuning data showed memory virtualization (then shadow page tables) "
                     "as one of the two main costs of a fully virtualized guest; the paper "
                     "gives no figure for it."),
-        before="(per backing)", after="(per backing)",
-        quick={"reps": 1, "qemu": True, "quick": True}, full={"reps": 3, "qemu": True},
-        headline=mem_headline,
-        estimate_s=(20, 120)),
+        before="each RAM backing", after="the best one",
+        quick={"reps": 1, "params": FromModule("QUICK"), "workloads": ("touch-4k", "ptchurn"),
+               "backings": ("anon", "anon+thp"), "qemu": False, "dirty_log": False},
+        full={"reps": 3, "workloads": ("touch-4k", "random-4k", "ptchurn"),
+              "backings": ("anon", "anon+thp"), "qemu": True},
+        headline=mem_headline, estimate_s=(12, 150)),
     Section(
         name="exits", title="Exit cost", kind="context", module="pyhvm.bench.exits",
         claim=Claim("The paper's tools recorded every VM exit with its reason and cost; "
