@@ -52,9 +52,12 @@ class VirtualClock:
         heapq.heappush(self._queue, (deadline_ns, next(self._seq), timer, callback))
         return timer
 
-    def advance(self, ns: int, run: Callable[[Callback], None]) -> int:
-        """Move time on by `ns`, handing each due callback to `run` in deadline order."""
+    def advance(self, ns: int, run: Callable[[Callback], None], late: bool = False) -> int:
+        """Move time on by `ns`, handing each due callback to `run` in deadline order; `late`:
+        as a busy event loop does, jump first and run the callbacks after, all late."""
         target = self.now + ns
+        if late:
+            self.now = target
         ran = same_instant = 0
         instant = None
         queue = self._queue

@@ -395,6 +395,8 @@ INTA_PIN = 1
 CONFIGS: dict[str, Callable[[], Target]] = {
     "pic": lambda: _build("pic", add_pic),
     "pit": lambda: _build("pit", add_pit),
+    "pit-merge": lambda: _build("pit-merge", lambda t, p: add_pit(t, p, policy="merge")),
+    "pit-discard": lambda: _build("pit-discard", lambda t, p: add_pit(t, p, policy="discard")),
     "rtc": lambda: _build("rtc", add_rtc),
     "uart": lambda: _build("uart", add_uart),
     "i8042": lambda: _build("i8042", add_i8042),

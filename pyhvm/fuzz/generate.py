@@ -163,7 +163,8 @@ def _step_op(rng: Rng, profile: Profile) -> list[Op]:
     # the campaign's time; the long ones still come (alarms, RTC updates, TCTR wraps).
     short = (1, 1_000, 30_000, 50_000, 122_071, 1_000_000, 10_000_000)
     long = (100_000_000, 500_000_000, 1_000_000_000, 10_000_000_000)
-    return [o.step(rng.choice(short if rng.random() < 0.9 else long) + rng.randrange(3))]
+    ns = rng.choice(short if rng.random() < 0.9 else long) + rng.randrange(3)
+    return [o.lag(ns) if rng.random() < 0.15 else o.step(ns)]
 
 
 def _event_op(rng: Rng, profile: Profile) -> list[Op]:

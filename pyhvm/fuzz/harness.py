@@ -217,9 +217,9 @@ class Runner:
     def _callback(self, callback: Callable[[], None]) -> None:
         self._timed("timer callback", callback)
 
-    def _tick(self, ns: int) -> None:
+    def _tick(self, ns: int, late: bool = False) -> None:
         # Each callback has the op budget; a long step may run many of them.
-        self._timed("step", lambda: self.t.clock.advance(ns, self._callback), False)
+        self._timed("step", lambda: self.t.clock.advance(ns, self._callback, late), False)
 
     def _one(self, op: Op) -> None:
         t = self.t
@@ -239,8 +239,8 @@ class Runner:
             length, pattern = args[1], args[2]
             data = (pattern * (length // len(pattern) + 1))[:length]
             t.memory.guest_store(args[0], data)
-        elif kind == "step":
-            self._tick(args[0])
+        elif kind in ("step", "lag"):
+            self._tick(args[0], kind == "lag")
         elif kind == "event":
             name, *rest = args
             spec = t.events.get(name)

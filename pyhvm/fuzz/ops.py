@@ -8,6 +8,7 @@
     fill 0x1000 h:0000100000800000  guest RAM gets these bytes (a PRD table, a descriptor)
     fillrep 0x2000 0x800 h:ff00     guest RAM gets the pattern repeated over LENGTH bytes
     step 1000000                    virtual time moves on (ns); due timers fire
+    lag 1000000                     time jumps on, then the due timers fire, all late
     repeat 0x1000 2                 the previous 2 ops run again 0x1000 times
     event rx h:4142                 a backend event of the configuration (name, then args)
     # comment
@@ -41,8 +42,8 @@ class ProgramError(HostError):
 
 @dataclass(frozen=True)
 class Op:
-    """One step of a program. `kind` is in, out, read, write, fill, fillrep, step, repeat
-    or event; `args` are ints, except byte strings for fills and event data, and the event's
+    """One step of a program. `kind` is in, out, read, write, fill, fillrep, step, lag,
+    repeat or event; `args` are ints, except byte strings for fills and event data, and the event's
     name first for events."""
 
     kind: str
@@ -80,6 +81,10 @@ def step(ns: int) -> Op:
     return Op("step", (max(0, min(ns, STEP_LIMIT)),))
 
 
+def lag(ns: int) -> Op:
+    return Op("lag", (max(0, min(ns, STEP_LIMIT)),))
+
+
 def repeat(count: int, last: int) -> Op:
     return Op("repeat", (max(1, min(count, REPEAT_LIMIT)), max(1, min(last, REPEAT_SPAN_LIMIT))))
 
@@ -111,8 +116,8 @@ def format_op(op: Op) -> str:
     if kind in ("read", "write"):
         size, *rest = args
         return " ".join([kind + SIZE_SUFFIX[int(size)]] + [_arg_text(a) for a in rest])
-    if kind == "step":
-        return f"step {args[0]}"
+    if kind in ("step", "lag"):
+        return f"{kind} {args[0]}"
     if kind == "repeat":
         return f"repeat {args[0]:#x} {args[1]}"
     return " ".join([kind] + [_arg_text(a) for a in args])
@@ -179,9 +184,9 @@ def parse_op(line: str, where: str = "op") -> Op:
         need(3)
         return fill_repeat(_int(rest[0], where, 0, MMIO_LIMIT),
                            _int(rest[1], where, 0, FILL_LIMIT + 1), _bytes(rest[2], where, 256))
-    if word == "step":
+    if word in ("step", "lag"):
         need(1)
-        return step(_int(rest[0], where, 0, STEP_LIMIT + 1))
+        return (step if word == "step" else lag)(_int(rest[0], where, 0, STEP_LIMIT + 1))
     if word == "repeat":
         need(2)
         return repeat(_int(rest[0], where, 1, REPEAT_LIMIT + 1),

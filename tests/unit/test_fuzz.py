@@ -26,7 +26,7 @@ def test_every_op_kind_survives_a_text_round_trip() -> None:
     program = [o.port_out(4, 0xCF8, 0x80000810), o.port_in(1, 0x64), o.port_in(2, 0x1F0),
                o.mmio_write(8, 0xFEBF1000, 0x1122334455667788), o.mmio_read(1, 0xFEBF1037),
                o.fill(0x1000, bytes.fromhex("0000100000800000")), o.fill(0x2000, b""),
-               o.fill_repeat(0x3000, 0x800, b"\xff\x00"), o.step(1_000_000),
+               o.fill_repeat(0x3000, 0x800, b"\xff\x00"), o.step(1_000_000), o.lag(5),
                o.repeat(0x1000, 2), o.event("rx", b"AB"), o.event("irq", 9, 1), o.event("ack")]
     text = o.format_program(program, "pc", ["a comment"])
     assert text.splitlines()[:3] == ["# a comment", "config pc", "outl 0xcf8 0x80000810"]
@@ -109,6 +109,14 @@ def test_virtual_clock_keeps_cancelled_timers_until_due_like_the_event_loop() ->
     assert (clock.live(), clock.queued(), clock.stale()) == (1, 4, 3)
     assert clock.advance(10, lambda callback: callback()) == 1
     assert ran == [5] and clock.now_ns() == 10
+
+
+def test_a_late_advance_runs_the_due_callbacks_after_the_jump() -> None:
+    clock = VirtualClock(start_ns=0)
+    seen: list[int] = []
+    clock.call_at(5, lambda: seen.append(clock.now_ns()))
+    clock.advance(10, lambda callback: callback(), late=True)
+    assert seen == [10]
 
 
 def test_a_timer_that_rearms_at_now_is_a_storm() -> None:
