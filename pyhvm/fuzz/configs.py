@@ -30,7 +30,10 @@ from ..devices.pic8259 import DualPic
 from ..devices.pit8254 import Pit8254
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.rtl8139 import Rtl8139, Rtl8139Pci
+from ..devices import vbe, vga_regs
 from ..devices.uart16550 import Uart16550
+from ..devices.vga import LFB_BAR, MMIO_SIZE, StdVga, StdVgaPci
+from ..devices.vga_memory import WINDOW_BASE, WINDOW_SIZE
 from . import templates
 from .generate import Profile
 from .harness import Event, Target
@@ -332,6 +335,52 @@ def add_nic(t: Target, p: Profile, host: PciHost, intx: object | None = None) ->
     return model
 
 
+# -- the display adapter ------------------------------------------------------------------
+
+VGA_PCI_DEVICE = 2
+VGA_VRAM = 1 << 20  # the smallest the model takes: every byte of it is reachable quickly
+
+
+def add_vga(t: Target, p: Profile, host: PciHost) -> StdVga:
+    """The std VGA in the trap placement (every framebuffer access reaches the model), with
+    `VgaDisplay`'s BAR handling (pyhvm/machine/display.py) reduced to bus mappings."""
+    vram = memoryview(bytearray(VGA_VRAM))
+    vga = StdVga(vram)
+    function = StdVgaPci(VGA_VRAM)
+
+    def bar_changed(index: int, old: int | None, new: int | None) -> None:
+        device, size, name = ((vga.lfb, VGA_VRAM, "vga-lfb") if index == LFB_BAR else
+                              (vga.mmio, MMIO_SIZE, "vga-mmio"))
+        if old is not None:
+            t.mmio.unregister(old)
+        if new is not None:
+            t.mmio.register(new, size, device, name)
+
+    function.on_bar_change = bar_changed
+    host.attach(VGA_PCI_DEVICE, 0, function)
+    t.pio.register(vga_regs.PORT_BASE, vga_regs.PORT_COUNT, vga.regs, "vga")
+    t.pio.register(vbe.INDEX_PORT, vbe.PORT_COUNT, vga.vbe, "vbe")
+    t.mmio.register(WINDOW_BASE, WINDOW_SIZE, vga.window, "vga-window")
+    vga.reset()
+    function.config_write(0x10, 4, templates.VGA_LFB_BASE)
+    function.config_write(0x18, 4, templates.VGA_MMIO_BASE)
+    function.config_write(0x04, 2, 0x0003)
+    t.roots["vga"] = vga
+    p.ports += [(vga_regs.PORT_BASE, vga_regs.PORT_COUNT), (vbe.INDEX_PORT, vbe.PORT_COUNT)]
+    p.mmio += [(WINDOW_BASE, WINDOW_SIZE), (templates.VGA_LFB_BASE, VGA_VRAM),
+               (templates.VGA_MMIO_BASE, MMIO_SIZE)]
+    p.pci.append((VGA_PCI_DEVICE, 0))
+    p.templates += [templates.vbe_mode, templates.vbe_mode, templates.vga_registers,
+                    templates.vga_window]
+    return vga
+
+
+def _vga_alone(t: Target, p: Profile) -> None:
+    host = PciHost()
+    add_pci_host(t, p, host)
+    add_vga(t, p, host)
+
+
 # -- configurations -----------------------------------------------------------------------
 
 def _build(name: str, *pieces: Callable[[Target, Profile], object]) -> Target:
@@ -404,5 +453,6 @@ CONFIGS: dict[str, Callable[[], Target]] = {
     "ide": lambda: _build("ide", _ide_alone),
     "ide-sync": lambda: _build("ide-sync", lambda t, p: _ide_alone(t, p, concurrent=False)),
     "rtl8139": lambda: _build("rtl8139", _nic_alone),
+    "vga": lambda: _build("vga", _vga_alone),
     "pc": lambda: _build("pc", _pc),
 }

@@ -17,6 +17,8 @@ IDE_BUS_MASTER_PORT = 0xC000  # where firmware puts BAR4 (pc.py does the same)
 NIC_IO_BASE = 0xC100  # where firmware puts the RTL8139's BARs (machine/nic.py does the same)
 NIC_MMIO_BASE = 0xFEBF1000
 NIC_MAC = bytes.fromhex("525400123456")
+VGA_LFB_BASE = 0xFD000000  # where firmware puts the std VGA's BARs (machine/display.py)
+VGA_MMIO_BASE = 0xFEBF0000
 
 
 def pic_init(r: Rng, p: Profile) -> list[Op]:
@@ -320,3 +322,56 @@ def nic_misc(r: Rng, p: Profile) -> list[Op]:
     width = r.choice((1, 2, 4))
     return [nic_reg(r, p, offset, width, value(r, width)),
             o.port_in(width, NIC_IO_BASE + offset)]
+
+
+# -- the std VGA and Bochs VBE ------------------------------------------------------------
+
+VBE_VALUES = (0, 1, 4, 8, 15, 16, 24, 32, 0x20, 320, 640, 800, 1024, 1280, 4096, 16000, 16001,
+              12000, 0x7FFF, 0x8000, 0xFFFF)
+
+
+def _vbe(r: Rng, index: int, data: int) -> list[Op]:
+    if r.random() < 0.8:
+        return [o.port_out(2, 0x1CE, index), o.port_out(2, 0x1CF, data & 0xFFFF)]
+    return [o.mmio_write(2, VGA_MMIO_BASE + 0x500 + 2 * index, data & 0xFFFF)]
+
+
+def vbe_mode(r: Rng, p: Profile) -> list[Op]:
+    """Set a VBE mode as a driver does (disable, ID, sizes, depth, enable), with edges;
+    then bank, virtual width and offsets."""
+    ops = _vbe(r, 4, 0) + _vbe(r, 0, r.choice((0xB0C5, 0xB0C0, value(r, 2))))
+    for index in (1, 2, 3):
+        ops += _vbe(r, index, r.choice(VBE_VALUES) if r.random() < 0.8 else value(r, 2))
+    ops += _vbe(r, 4, r.choice((0x41, 0x01, 0xC1, 0x43, 0x03, value(r, 2))))
+    for _ in range(r.randrange(4)):
+        ops += _vbe(r, r.choice((5, 6, 7, 8, 9, 10, 11, value(r, 2))), r.choice(VBE_VALUES))
+    ops += [o.port_out(2, 0x1CE, r.randrange(12)), o.port_in(2, 0x1CF)]
+    return ops
+
+
+def vga_registers(r: Rng, p: Profile) -> list[Op]:
+    """Sequencer, graphics, CRTC and attribute registers through their index/data pairs."""
+    index_port = r.choice((0x3C4, 0x3CE, 0x3D4, 0x3B4, 0x3C0, 0x3C8, 0x3C7))
+    index = r.randrange(32) if r.random() < 0.8 else value(r, 1)
+    ops = [o.port_in(1, 0x3DA)] if index_port == 0x3C0 else []  # reset the AC flip-flop
+    ops += [o.port_out(1, index_port, index)]
+    data_port = index_port if index_port == 0x3C0 else index_port + 1
+    if r.random() < 0.7:
+        ops.append(o.port_out(1, data_port, value(r, 1)))
+    ops.append(o.port_in(1, data_port if index_port != 0x3C0 else 0x3C1))
+    if r.random() < 0.2:
+        ops.append(o.port_out(2, index_port, value(r, 2)))  # index and data in one word
+    return ops
+
+
+def vga_window(r: Rng, p: Profile) -> list[Op]:
+    """Accesses through the legacy window (planar modes, latches, banks) or the LFB."""
+    width = r.choice((1, 2, 4, 8))
+    if r.random() < 0.6:
+        addr = 0xA0000 + r.randrange(0x20000 - width + 4)
+    else:
+        addr = VGA_LFB_BASE + r.choice((0, r.randrange(1 << 20), (1 << 20) - width,
+                                        (1 << 20) - 1))
+    access = o.mmio_read(width, addr) if r.random() < 0.4 else \
+        o.mmio_write(width, addr, value(r, width))
+    return [access] + ([o.repeat(r.choice((16, 255)), 1)] if r.random() < 0.2 else [])
