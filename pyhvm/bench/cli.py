@@ -182,6 +182,44 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     vg.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
     vg.set_defaults(func=_cmd_vga)
 
+    from . import mem as mem_bench
+
+    me = names.add_parser(
+        "mem", help="guest RAM backings and guest page sizes, pyhvm and QEMU: ns per op",
+        description="Memory virtualization: first touch, random reads with 4 KiB and 2 MiB "
+                    "guest pages, and page-table churn (guest kit CPL 3 scenarios, timed in "
+                    "the guest) for each RAM backing (anon, anon+thp, memfd, memfd-huge, "
+                    "hugetlbfs; with and without prealloc) on pyhvm and QEMU, interleaved; "
+                    "ratios to the best configuration, the kvmmmu event counts that explain "
+                    "them (root), and the dirty-log fetch cost per slot size.")
+    _common_options(me, mem_bench.DEFAULT_REPS)
+    me.add_argument("--quick", action="store_true",
+                    help="a smoke run: small working sets, 1 repetition (not fit for figures)")
+    me.add_argument("--workloads", type=_mem_workloads, default=mem_bench.WORKLOAD_NAMES,
+                    metavar="LIST", help="comma-separated, from "
+                    f"{','.join(mem_bench.WORKLOAD_NAMES)} (default all)")
+    me.add_argument("--backings", type=_mem_backings, default=mem_bench.BACKING_NAMES,
+                    metavar="LIST", help="comma-separated, from "
+                    f"{','.join(mem_bench.BACKING_NAMES)} (default all)")
+    me.add_argument("--touch-mb", type=_positive_int, metavar="N",
+                    help=f"MiB first-touched per run (default {mem_bench.Params().touch_mb})")
+    me.add_argument("--random-mb", type=_positive_int, metavar="N",
+                    help=f"MiB read at random (default {mem_bench.Params().random_mb})")
+    me.add_argument("--reads", type=_positive_int, metavar="N",
+                    help=f"random reads per run (default {mem_bench.Params().reads})")
+    me.add_argument("--churn-n", type=_positive_int, metavar="N",
+                    help=f"operations of each kind in ptchurn (default "
+                         f"{mem_bench.Params().churn_n})")
+    me.add_argument("--hugetlbfs", metavar="DIR",
+                    help="hugetlbfs mount for the hugetlbfs backing (default: the first "
+                         "one mounted)")
+    me.add_argument("--no-qemu", action="store_true", help="measure pyhvm only")
+    me.add_argument("--no-kvmmmu", action="store_true",
+                    help="do not count kvmmmu events (they need root and tracefs)")
+    me.add_argument("--no-dirty-log", action="store_true",
+                    help="skip the dirty-log fetch timing")
+    me.set_defaults(func=_cmd_mem)
+
     pp = names.add_parser(
         "paper", help="every placement benchmark, traced, into one HTML/Markdown report",
         description="The paper's claims checked in one run: every placement benchmark in "
@@ -262,6 +300,42 @@ def _cmd_net(args: argparse.Namespace) -> int:
                                              qemu=not args.no_qemu, show_progress=True,
                                              rx_pps=args.rx_pps, breakdown=args.breakdown),
                    net.render)
+
+
+def _mem_workloads(text: str) -> tuple[str, ...]:
+    from .mem import WORKLOAD_NAMES, parse_list
+
+    try:
+        return parse_list(text, WORKLOAD_NAMES, "workload")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _mem_backings(text: str) -> tuple[str, ...]:
+    from .mem import BACKING_NAMES, parse_list
+
+    try:
+        return parse_list(text, BACKING_NAMES, "backing")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _cmd_mem(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from . import mem as mem_bench
+
+    params = mem_bench.QUICK if args.quick else mem_bench.Params()
+    sizes = {"touch_mb": args.touch_mb, "random_mb": args.random_mb, "reads": args.reads,
+             "churn_n": args.churn_n}
+    params = replace(params, **{k: v for k, v in sizes.items() if v is not None})
+    reps = mem_bench.QUICK_REPS if args.quick and args.reps == mem_bench.DEFAULT_REPS \
+        else args.reps
+    return _report(args, lambda: mem_bench.measure(
+        reps=reps, params=params, workloads=args.workloads, backings=args.backings,
+        kernel=args.kernel, qemu=not args.no_qemu, hugetlbfs=args.hugetlbfs,
+        kvmmmu=not args.no_kvmmmu, dirty_log=not args.no_dirty_log, show_progress=True),
+        mem_bench.render)
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:

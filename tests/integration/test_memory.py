@@ -191,3 +191,17 @@ def test_hugepage_exhaustion_is_refused_at_start(guestkit: Path) -> None:
                        "memfd,hugepages=on", "--max-seconds", "10")
     assert result.returncode == 4, result.stderr
     assert "huge pages" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_mem_smoke(guestkit: Path) -> None:
+    """One short `pyhvm bench mem` run end to end: a pyhvm figure, the dirty-log timing."""
+    proc = subprocess.run([sys.executable, "-m", "pyhvm", "bench", "mem", "--quick",
+                           "--no-qemu", "--no-kvmmmu", "--backings", "anon+thp",
+                           "--workloads", "touch-2m", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["bench"] == "mem"
+    (run,) = result["runs"]
+    assert run["metrics"]["ns_per_page"] > 0 and run["metrics"]["over_best"] == 1.0
+    assert [s["pages"] for s in result["dirty_log"]["slots"]] == [16384, 262144, 1048576]

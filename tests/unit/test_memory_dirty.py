@@ -93,3 +93,21 @@ def test_close_stops_logging_every_slot(memory: GuestMemory) -> None:
 
 def test_words_for_rounds_up_to_64_pages() -> None:
     assert [words_for(n) for n in (1, 64, 65, 262144)] == [1, 1, 2, 4096]
+
+
+@pytest.mark.parametrize("density", [0.001, 0.05, 0.5, 1.0])
+def test_sparse_and_dense_bitmaps_decode_alike(density: float) -> None:
+    """pages() unpacks only the words with a bit set when few are, the whole bitmap when
+    many are: either way the pages are the bits set, and ranges() covers exactly them."""
+    rng = np.random.default_rng(7)
+    npages = 64 * 300 - 5
+    bits = rng.random(npages) < density
+    padded = np.zeros(words_for(npages) * 64, bool)
+    padded[:npages] = bits
+    words = np.packbits(padded, bitorder="little").view(np.uint64)
+    bitmap = DirtyBitmap(0x40000000, npages, words)
+    assert list(bitmap.pages()) == list(np.flatnonzero(bits))
+    assert bitmap.count() == int(bits.sum())
+    covered = [(gpa - 0x40000000) // 4096 + i for gpa, size in bitmap.ranges()
+               for i in range(size // 4096)]
+    assert covered == list(np.flatnonzero(bits))
