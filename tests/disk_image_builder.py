@@ -140,6 +140,71 @@ def build_disk(path: Path, kernel: Path, cmdline: str = "scenario=hello",
     return BootDisk(path, cmdline, kernel)
 
 
+# A tiny real-mode boot sector (hand-assembled; offsets in the comments). It prints
+# BOOT_SECTOR_MESSAGE on COM1 and writes DL - 0x70 to the debug-exit port, so a firmware
+# that boots it from the first hard disk (DL = 0x80) ends the VMM with status 0x10, i.e.
+# exit code 0x21. With reboot_once, the first boot instead sets CMOS byte 0x50 and resets
+# the machine through the i8042 (command 0xFE); the second boot finds the byte set.
+BOOT_SECTOR_MESSAGE = b"pyhvm boot sector: running at 0000:7c00"
+BOOT_SECTOR_EXIT_CODE = 0x21
+BOOT_SECTOR_CMOS_FLAG = 0x50
+_BOOT_SECTOR_CODE = bytes.fromhex(
+    "31c0"      # 00 xor ax, ax
+    "8ed8"      # 02 mov ds, ax
+    "fc"        # 04 cld
+    "b050"      # 05 mov al, 0x50
+    "e670"      # 07 out 0x70, al
+    "e471"      # 09 in al, 0x71
+    "08c0"      # 0b or al, al
+    "750f"      # 0d jnz 0x1e          (patched to jmp 0x1e without reboot_once)
+    "b050"      # 0f mov al, 0x50
+    "e670"      # 11 out 0x70, al
+    "b001"      # 13 mov al, 1
+    "e671"      # 15 out 0x71, al
+    "b0fe"      # 17 mov al, 0xfe
+    "e664"      # 19 out 0x64, al      (i8042: pulse the reset line)
+    "f4"        # 1b hlt
+    "ebfe"      # 1c jmp $
+    "88d3"      # 1e mov bl, dl        (the boot drive, before DX is reused)
+    "be377c"    # 20 mov si, 0x7c37    (the message)
+    "baf803"    # 23 mov dx, 0x3f8
+    "ac"        # 26 lodsb
+    "08c0"      # 27 or al, al
+    "7403"      # 29 jz 0x2e
+    "ee"        # 2b out dx, al
+    "ebf8"      # 2c jmp 0x26
+    "88d8"      # 2e mov al, bl
+    "2c70"      # 30 sub al, 0x70
+    "e6f4"      # 32 out 0xf4, al
+    "f4"        # 34 hlt
+    "ebfe"      # 35 jmp $
+)
+
+
+def boot_sector(reboot_once: bool = False, hold: bool = False) -> bytes:
+    """The 512-byte MBR described above (0x55AA signature, no partitions). With `hold` it
+    halts after the message instead of exiting (for a screenshot)."""
+    code = bytearray(_BOOT_SECTOR_CODE)
+    assert len(code) == 0x37
+    if not reboot_once:
+        code[0x0D] = 0xEB  # jnz -> jmp: straight to the message
+    if hold:
+        code[0x32:0x34] = b"\x90\x90"  # out 0xf4, al -> nop, nop
+    code += BOOT_SECTOR_MESSAGE + b"\r\n\0"
+    sector = code.ljust(SECTOR, b"\0")
+    sector[510:512] = MBR_SIGNATURE
+    return bytes(sector)
+
+
+def build_boot_sector_disk(path: Path, reboot_once: bool = False, hold: bool = False,
+                           size: int = 1 << 20) -> Path:
+    """A raw disk whose MBR is `boot_sector`: a firmware test that needs no GRUB."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.write(boot_sector(reboot_once, hold))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
