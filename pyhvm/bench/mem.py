@@ -512,6 +512,7 @@ def summarize(outcomes: dict[Config, Outcome], *, params: Params, reps: int, ker
     every = [s for o in outcomes.values() if _ok(o) for s in o.samples]
     ref_khz, ref_source = common.reference_tsc_khz(every) if every else (0, "none")
     headline: dict[Config, float] = {}
+    headline_reps: dict[Config, list[float]] = {}
     runs = []
     for config, outcome in outcomes.items():
         w = config.workload
@@ -531,6 +532,7 @@ def summarize(outcomes: dict[Config, Outcome], *, params: Params, reps: int, ker
         for key in (w.metric, *w.extra):
             metrics.update(common.metric(key, [corrected(s, key, ref_khz) for s in samples], 2))
         headline[config] = metrics[w.metric]
+        headline_reps[config] = metrics[f"{w.metric}_reps"]
         metrics.update(common.metric("wall_s", [s.wall_s for s in samples], 2))
         median = samples[_median_rep(samples, w.metric)]
         metrics["tsc_khz"] = median.tsc_khz
@@ -571,29 +573,36 @@ def summarize(outcomes: dict[Config, Outcome], *, params: Params, reps: int, ker
                         "reads": params.reads, "churn_n": params.churn_n,
                         "ram_mib": params.ram_mib, "reps": reps}
     result["best"] = best
-    result["default"] = default_verdict(headline)
+    result["default"] = default_verdict(headline_reps)
     result["dirty_log"] = dirty_log
     return result
 
 
-def default_verdict(headline: dict[Config, float]) -> dict[str, Any]:
+def default_verdict(reps: dict[Config, list[float]]) -> dict[str, Any]:
     """Which out-of-the-box backing the figures favour: pyhvm's anon RAM with and without
-    THP (no prealloc: a default must not commit all RAM at start), compared by the
-    geometric mean over workloads of the ratio thp/no-thp. Below 1: THP is faster."""
-    ratios = []
-    for config, value in headline.items():
+    THP (no prealloc: a default must not commit all RAM at start). Per workload the ratio
+    of medians thp/no-thp (below 1: THP is faster); a workload counts toward the verdict
+    only where the two configurations' repetitions do not overlap (a difference the
+    host's noise cannot explain). The verdict is the geometric mean of those ratios."""
+    ratios, counted = {}, []
+    for config, values in reps.items():
         if config.vmm != "pyhvm" or config.backing.name != "anon+thp":
             continue
-        plain = headline.get(Config("pyhvm", replace(config.backing, name="anon", thp=False),
-                                    config.workload))
-        if plain:
-            ratios.append((config.workload.name, value / plain))
+        plain = reps.get(Config("pyhvm", replace(config.backing, name="anon", thp=False),
+                                config.workload))
+        if not plain or not values:
+            continue
+        ratio = common.median(values) / common.median(plain)
+        ratios[config.workload.name] = round(ratio, 3)
+        if max(values) < min(plain) or max(plain) < min(values):
+            counted.append((config.workload.name, ratio))
     out: dict[str, Any] = {"current": "anon thp=on" if mb.DEFAULT_THP else "anon thp=off",
-                           "thp_over_no_thp": {w: round(r, 3) for w, r in sorted(ratios)}}
-    if not ratios:
+                           "thp_over_no_thp": dict(sorted(ratios.items())),
+                           "significant": sorted(name for name, _ in counted)}
+    if not counted:
         out["favoured"] = None
         return out
-    gmean = math.exp(sum(math.log(r) for _, r in ratios) / len(ratios))
+    gmean = math.exp(sum(math.log(r) for _, r in counted) / len(counted))
     out["thp_over_no_thp_gmean"] = round(gmean, 3)
     out["favoured"] = "anon thp=on" if gmean < 1 else "anon thp=off"
     out["agrees"] = out["favoured"] == out["current"]
@@ -700,11 +709,16 @@ def render(result: dict[str, Any]) -> str:
             ["workload", "backing", "ratio", "goal"], rows).splitlines()]
         lines.append("")
     d = result["default"]
+    per = ", ".join(f"{w} {r:.2f}{'' if w in d['significant'] else ' (within noise)'}"
+                    for w, r in d["thp_over_no_thp"].items())
     if d.get("favoured"):
-        per = ", ".join(f"{w} {r:.2f}" for w, r in d["thp_over_no_thp"].items())
-        lines.append(f"default: {d['current']}; anon+thp over anon: {per} (geometric mean "
-                     f"{d['thp_over_no_thp_gmean']:.2f}) -> the figures favour "
-                     f"{d['favoured']}{'' if d['agrees'] else ' (NOT the current default)'}")
+        lines.append(f"default: {d['current']}; anon+thp over anon: {per}; geometric mean of "
+                     f"the significant ones {d['thp_over_no_thp_gmean']:.2f} -> the figures "
+                     f"favour {d['favoured']}"
+                     f"{'' if d['agrees'] else ' (NOT the current default)'}")
+    elif per:
+        lines.append(f"default: {d['current']}; anon+thp over anon: {per}: no difference "
+                     "beyond the noise, not judged")
     else:
         lines.append(f"default: {d['current']} (not judged: anon and anon+thp not both "
                      "measured)")

@@ -167,6 +167,7 @@ def test_summary_ratios_best_and_verdict() -> None:
     assert result["best"]["touch-4k"]["backing"] == "anon+thp"
     verdict = result["default"]
     assert verdict["thp_over_no_thp"] == {"touch-4k": 0.5}
+    assert verdict["significant"] == ["touch-4k"]  # 2000 x3 against 3900-4100
     assert verdict["favoured"] == "anon thp=on" and verdict["agrees"] is mem.mb.DEFAULT_THP
     runs = {(r["config"]["vmm"], r["config"]["backing"]): r for r in result["runs"]}
     assert runs[("pyhvm", "memfd")]["metrics"]["error"] == "rep 1: boom"
@@ -196,6 +197,21 @@ def test_failure_lines_group_a_skipped_backing() -> None:
 
 def test_verdict_without_both_anon_backings_is_not_judged() -> None:
     assert mem.default_verdict({})["favoured"] is None
+
+
+def test_verdict_ignores_differences_within_the_noise() -> None:
+    """touch-4k: THP slower but the repetitions overlap; random-2m: THP clearly faster."""
+    def c(backing: str, workload: str) -> Config:
+        return Config("pyhvm", BY_NAME[backing], WL[workload])
+    verdict = mem.default_verdict({
+        c("anon+thp", "touch-4k"): [100.0, 150.0, 300.0], c("anon", "touch-4k"): [90, 120, 140],
+        c("anon+thp", "random-2m"): [60.0, 62.0, 64.0], c("anon", "random-2m"): [90, 95, 99]})
+    assert verdict["significant"] == ["random-2m"]
+    assert verdict["thp_over_no_thp_gmean"] == pytest.approx(62 / 95, 1e-3)
+    assert verdict["favoured"] == "anon thp=on"
+    overlap = mem.default_verdict({c("anon+thp", "touch-4k"): [1.0, 3.0],
+                                   c("anon", "touch-4k"): [2.0, 4.0]})
+    assert overlap["favoured"] is None and overlap["thp_over_no_thp"] == {"touch-4k": 0.667}
 
 
 def test_the_cli_builds_quick_params() -> None:
