@@ -18,6 +18,7 @@ from collections import deque
 from typing import Callable
 
 from ..backends.blockexec import SyncDiskExecutor, perform
+from ..bus import BusError
 from ..devices.ata_disk import AtaDisk
 from ..devices.blockio import BlockIOError, DiskCompletion, DiskRequest, MemoryBackend
 from ..devices.debug_exit import DebugExit
@@ -348,13 +349,20 @@ def add_vga(t: Target, p: Profile, host: PciHost) -> StdVga:
     vga = StdVga(vram)
     function = StdVgaPci(VGA_VRAM)
 
+    mapped: dict[int, int] = {}  # BAR index -> where it decodes
+
     def bar_changed(index: int, old: int | None, new: int | None) -> None:
+        """As `VgaDisplay._bar_changed`: a BAR moved over another device does not decode."""
         device, size, name = ((vga.lfb, VGA_VRAM, "vga-lfb") if index == LFB_BAR else
                               (vga.mmio, MMIO_SIZE, "vga-mmio"))
-        if old is not None:
-            t.mmio.unregister(old)
+        if index in mapped:
+            t.mmio.unregister(mapped.pop(index))
         if new is not None:
-            t.mmio.register(new, size, device, name)
+            try:
+                t.mmio.register(new, size, device, name)
+            except BusError:
+                return
+            mapped[index] = new
 
     function.on_bar_change = bar_changed
     host.attach(VGA_PCI_DEVICE, 0, function)
