@@ -42,6 +42,9 @@ def add_fuzz_parser(sub: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--save", default="fuzz-findings", metavar="DIR",
                       help="where reproducers of findings go (default ./fuzz-findings, "
                            "created only when something is found)")
+    fuzz.add_argument("--corpus", metavar="DIR",
+                      help="keep the programs that reached new branches in DIR/<config>/ and "
+                           "start from them next time (cov engine)")
     fuzz.add_argument("--no-minimize", action="store_true",
                       help="save findings as found, without delta debugging")
     fuzz.add_argument("--replay", action="extend", nargs="+", metavar="FILE",
@@ -135,7 +138,8 @@ def _campaigns(args: argparse.Namespace) -> int:
     def make(name: str) -> Campaign:
         deadline = time.monotonic() + args.seconds if args.seconds else None
         return Campaign(name, seed=args.seed, engine=args.engine, arcs=arcs, save_dir=save,
-                        minimize_findings=not args.no_minimize, deadline=deadline)
+                        minimize_findings=not args.no_minimize, deadline=deadline,
+                        corpus_dir=Path(args.corpus) if args.corpus else None)
 
     if args.engine == "atheris":
         from . import atheris_engine

@@ -147,7 +147,8 @@ def write_reproducer(directory: Path, config: str, program: list[Op], violation:
 class Campaign:
     def __init__(self, config: str, *, seed: int = 0, engine: str = "random",
                  arcs: Callable[[], int] | None = None, save_dir: Path | None = None,
-                 minimize_findings: bool = True, deadline: float | None = None) -> None:
+                 minimize_findings: bool = True, deadline: float | None = None,
+                 corpus_dir: Path | None = None) -> None:
         self.build = builder(config)
         self.profile = profile_of(config)
         self.stats = CampaignStats(config, seed, engine)
@@ -158,6 +159,31 @@ class Campaign:
         self.deadline = deadline
         self.corpus: list[list[Op]] = []
         self._best = arcs() if arcs is not None else 0
+        self.corpus_dir = corpus_dir / config if corpus_dir is not None else None
+        self._loading = False
+
+    def load_corpus(self) -> int:
+        """Run the programs a previous campaign kept (`--corpus DIR`): the new one starts
+        from the coverage they reach. Returns how many were read."""
+        if self.corpus_dir is None or not self.corpus_dir.is_dir():
+            return 0
+        paths = sorted(self.corpus_dir.glob("*.txt"))
+        self._loading = True
+        try:
+            for path in paths:
+                _, program = o.parse_program(path.read_text(), str(path))
+                self.execute(program)
+        finally:
+            self._loading = False
+        return len(paths)
+
+    def _keep(self, program: list[Op]) -> None:
+        self.corpus.append(program)
+        if self.corpus_dir is not None and not self._loading:
+            text = o.format_program(program, self.stats.config)
+            digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+            self.corpus_dir.mkdir(parents=True, exist_ok=True)
+            (self.corpus_dir / f"{digest}.txt").write_text(text)
 
     def next_program(self) -> list[Op]:
         rng = self.rng
@@ -170,6 +196,7 @@ class Campaign:
     def run(self, budget_ops: int) -> CampaignStats:
         stats = self.stats
         start = time.monotonic()
+        self.load_corpus()
         while stats.ops < budget_ops:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 break
@@ -192,7 +219,7 @@ class Campaign:
             arcs = self.arcs()
             if arcs > self._best:
                 self._best = arcs
-                self.corpus.append(program)
+                self._keep(program)
         return result
 
     def record(self, program: list[Op], violation: Violation) -> None:

@@ -336,3 +336,15 @@ def test_atheris_engine_runs_its_budget_and_reports_json(tmp_path: Path) -> None
     assert child.returncode == 0, child.stderr[-2000:]
     report = json.loads(child.stdout)
     assert report["engine"] == "atheris" and report["ops"] >= 100
+
+
+def test_a_corpus_is_kept_and_replayed_by_the_next_campaign(tmp_path: Path) -> None:
+    arcs = iter(range(10 ** 6))  # every program "reaches new branches"
+    first = Campaign("uart", seed=1, engine="cov", arcs=lambda: next(arcs), corpus_dir=tmp_path)
+    first.run(2000)
+    kept = sorted((tmp_path / "uart").glob("*.txt"))
+    assert kept and len(kept) <= first.stats.programs
+    second = Campaign("uart", seed=2, engine="cov", arcs=lambda: next(arcs),
+                      corpus_dir=tmp_path)
+    assert second.load_corpus() == len(kept)
+    assert second.stats.programs == len(kept) and len(second.corpus) == len(kept)
