@@ -37,7 +37,7 @@ class Interrupted(Exception):
     """Ctrl-C during a section: the sections after it are reported as not run."""
 
 
-# --- one section -------------------------------------------------------------------------------
+# --- one section ------------------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
     if isinstance(value, FromModule):
         return f"the benchmark's {value.attr}"
@@ -173,7 +173,7 @@ def traces(section: Section, module: Any, kernel: Path, out: Path,
     return found
 
 
-# --- the whole run -----------------------------------------------------------------------------
+# --- the whole run ----------------------------------------------------------------------------
 def _commit() -> str | None:
     """The checkout's commit (and whether it had local changes), to say what was run."""
     try:

@@ -319,7 +319,7 @@ def mem_headline(result: dict[str, Any]) -> dict[str, Any]:
                          "explain each figure")
 
 
-# --- the sections ------------------------------------------------------------------------------
+# --- the sections -----------------------------------------------------------------------------
 SECTIONS: tuple[Section, ...] = (
     Section(
         name="pic", title="Interrupt controller and timer", kind="optimization",

@@ -38,7 +38,7 @@ def recorded(name: str) -> dict[str, Any]:
     return next(e for e in quick_bundle()["sections"] if e["name"] == name)["result"]
 
 
-# --- the section table ---------------------------------------------------------------------------
+# --- the section table ------------------------------------------------------------------------
 def test_every_section_names_a_claim_and_both_parameter_sets() -> None:
     names = [s.name for s in SECTIONS]
     assert names == ["pic", "ide", "net", "vga", "mem", "exits", "startup"]
@@ -97,7 +97,7 @@ def test_call_measure_passes_only_what_the_signature_takes() -> None:
     assert seen == {"reps": 1, "kernel": None, "show_progress": False}
 
 
-# --- a section that cannot run is stated, never hidden -------------------------------------------
+# --- a section that cannot run is stated, never hidden ----------------------------------------
 def _fake_section(module: str) -> Section:
     return Section(name="fake", title="Fake", kind="optimization", module=module,
                    claim=paper_sections.Claim("a claim", "> 2x", 2.0), before="a", after="b",
@@ -175,7 +175,7 @@ def test_section_entry_of_a_missing_section_keeps_claim_and_reason() -> None:
     assert "not fit for figures" in bundle["warning"]
 
 
-# --- headlines ------------------------------------------------------------------------------------
+# --- headlines --------------------------------------------------------------------------------
 def test_per_rep_pairs_repetitions_of_the_same_round() -> None:
     after, before = {"x_reps": [4.0, 6.0, 9.0]}, {"x_reps": [2.0, 3.0, 3.0]}
     assert per_rep(after, before, "x") == [2.0, 2.0, 3.0]
@@ -249,7 +249,7 @@ def test_verdict_of_context_and_figureless_sections() -> None:
         "same direction as the paper (which gives no figure)"
 
 
-# --- progress -------------------------------------------------------------------------------------
+# --- progress ---------------------------------------------------------------------------------
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -297,7 +297,7 @@ def test_plain_progress_prints_one_line_per_step_with_time_left() -> None:
     assert fmt_duration(59.6) == "1 min 00 s" and fmt_duration(5) == "5 s"
 
 
-# --- trace reductions -----------------------------------------------------------------------------
+# --- trace reductions -------------------------------------------------------------------------
 HEADER: dict[str, Any] = {
     "config": {"irqchip": "user"}, "events": ["exits", "irq", "devices", "rip"],
     "pio_map": [[0x20, 2, "pic-master"], [0x40, 4, "pit"], [0x3F8, 8, "com1"],
@@ -371,7 +371,7 @@ def test_echo_rtts_from_doorbell_to_the_handlers_capr_write() -> None:
     assert paper_traces.echo_rtts({"pio_map": []}, records) == []
 
 
-# --- the command line -----------------------------------------------------------------------------
+# --- the command line -------------------------------------------------------------------------
 def test_cli_parses_paper_options() -> None:
     args = build_parser().parse_args(["bench", "paper", "--quick", "--out", "/tmp/x",
                                       "--only", "pic,net"])
@@ -395,7 +395,7 @@ def test_cli_without_kvm_or_guest_kit_is_one_line(monkeypatch: pytest.MonkeyPatc
     assert not (tmp_path / "out").exists()
 
 
-# --- the whole run, with fake benchmarks ------------------------------------------------------------
+# --- the whole run, with fake benchmarks ------------------------------------------------------
 def test_run_goes_through_every_section_and_stops_at_ctrl_c(
         monkeypatch: pytest.MonkeyPatch, fake_module: types.ModuleType, tmp_path: Path) -> None:
     """Sections run in the table's order; one that is missing is stated; Ctrl-C in one marks

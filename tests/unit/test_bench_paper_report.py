@@ -102,7 +102,7 @@ def quick_html(quick_built: Built) -> str:
     return report_html.render(*quick_built)
 
 
-# --- every section, missing ones stated ------------------------------------------------------------
+# --- every section, missing ones stated -------------------------------------------------------
 def test_fixture_has_every_section_and_the_missing_ones_with_reasons() -> None:
     bundle = quick_bundle()
     assert [e["name"] for e in bundle["sections"]] == list(SECTION_NAMES)
@@ -150,7 +150,7 @@ def test_spread_is_min_to_max_of_the_repetitions() -> None:
     assert model.fmt_spread([], "x") == "n/a"
 
 
-# --- self-contained, with plots -----------------------------------------------------------------
+# --- self-contained, with plots ---------------------------------------------------------------
 def test_html_needs_nothing_from_the_network(quick_html: str) -> None:
     page = parse(quick_html)
     assert page.scripts == 0
@@ -190,7 +190,7 @@ def test_why_tables_show_the_exit_profile_before_and_after(quick_html: str) -> N
     assert "no traced runs for this section" in quick_html      # exits, startup
 
 
-# --- sections whose benchmark exists later ---------------------------------------------------------
+# --- sections whose benchmark exists later ----------------------------------------------------
 def test_vga_and_mem_render_when_their_benchmarks_report(full_built: Built) -> None:
     bundle, top, sections = full_built
     vga = next(e for e in bundle["sections"] if e["name"] == "vga")
@@ -231,7 +231,7 @@ def test_a_failed_traced_run_is_stated(quick_built: Built) -> None:
     assert "the traced after run (--net-mode event) failed: boom" in unescape(text)
 
 
-# --- the files ----------------------------------------------------------------------------------------
+# --- the files --------------------------------------------------------------------------------
 def test_write_outputs_writes_report_summary_plots_and_raw_json(tmp_path: Path) -> None:
     bundle = quick_bundle()
     written = paper.write_outputs(bundle, tmp_path)

@@ -82,9 +82,9 @@ def _section(entry: dict[str, Any], plots: list[Plot], problems: list[str]) -> s
 
 
 def _why(entry: dict[str, Any]) -> str:
-    trace = entry.get("trace")
+    trace = entry.get("trace") or {}
     parts = ["<h3>Why: the exit profile before and after</h3>"]
-    diff = (trace or {}).get("diff")
+    diff = trace.get("diff")
     if diff:
         before, after = trace["before"], trace["after"]
         parts.append(f"<p>One traced run of <code>{escape(trace['append'])}</code> per "
@@ -96,7 +96,7 @@ def _why(entry: dict[str, Any]) -> str:
                      + ", ".join(f"<code>{escape(run['analysis_file'])}</code>"
                                  for run in (before, after) if run.get("analysis_file"))
                      + "</p>")
-    for note in model.trace_notes(trace):
+    for note in model.trace_notes(entry.get("trace")):
         parts.append(f'<p class="muted">{escape(note)}</p>')
     return "\n".join(parts)
 

@@ -42,13 +42,13 @@ def _section(entry: dict[str, Any], plots: list[Plot], problems: list[str]) -> l
     for plot in plots:
         lines += ["", f"![{plot.title}](plots/{plot.name}.png)"]
     lines += [""] + [f"*{p}*" for p in problems]
-    trace = entry.get("trace")
-    diff = (trace or {}).get("diff")
+    trace = entry.get("trace") or {}
+    diff = trace.get("diff")
     if diff:
         lines += ["", f"Why (one traced run of `{trace['append']}` per placement): "
                       f"{model.profile_summary(diff)}.", ""]
         lines += _table(model.PROFILE_HEADERS, model.profile_rows(diff, SUMMARY_PROFILE_ROWS))
-    lines += [""] + [f"*{n}*" for n in model.trace_notes(trace)]
+    lines += [""] + [f"*{n}*" for n in model.trace_notes(entry.get("trace"))]
     lines += ["", f"Parameters: {model.params_text(entry['params'])}; raw JSON: "
                   f"`runs/{entry['name']}.json`", ""]
     return lines

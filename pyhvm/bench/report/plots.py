@@ -85,7 +85,7 @@ def _grouped_bars(ax: Any, groups: Sequence[str], series: Sequence[tuple[str, st
     return seen
 
 
-# --- the overview --------------------------------------------------------------------------------
+# --- the overview -----------------------------------------------------------------------------
 def overview(bundle: dict[str, Any]) -> Plot | None:
     rows = [e for e in bundle["sections"] if e["kind"] == "optimization" and e["status"] == "ok"
             and (e.get("headline") or {}).get("value") is not None]
@@ -123,7 +123,7 @@ def overview(bundle: dict[str, Any]) -> Plot | None:
                 "placement lost.", _png(fig, bundle.get("quick", False)))
 
 
-# --- per section -----------------------------------------------------------------------------------
+# --- per section ------------------------------------------------------------------------------
 def _runs(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return (entry.get("result") or {}).get("runs", [])
 
