@@ -166,6 +166,8 @@ def traces(section: Section, module: Any, kernel: Path, out: Path,
                               out / "traces" / section.name)
     except KeyboardInterrupt:
         raise Interrupted() from None
+    except Exception as err:  # a bug in reading the traces: the measurement still stands
+        return {"skipped": f"reading the traces failed: {type(err).__name__}: {err}"}
     for mode in ("before", "after"):
         path = found.get(mode, {}).get("analysis_file")
         if path:

@@ -434,3 +434,15 @@ def test_run_goes_through_every_section_and_stops_at_ctrl_c(
         stream.getvalue()
     written = paper.write_outputs(bundle, tmp_path / "out")
     assert "interrupted" in written["html"].read_text()
+
+
+def test_a_bug_in_reading_traces_keeps_the_measurement(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    def broken(*args: Any) -> dict[str, Any]:
+        raise ValueError("bad record")
+
+    monkeypatch.setattr(paper, "trace_section", broken)
+    stream = io.StringIO()
+    progress = Progress(["PIC"], [1], quick=True, stream=stream, live=False)
+    found = paper.traces(by_name("pic"), None, Path("k.elf"), tmp_path, progress)
+    assert found == {"skipped": "reading the traces failed: ValueError: bad record"}

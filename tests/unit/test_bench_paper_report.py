@@ -264,3 +264,20 @@ def test_host_description_names_cpu_kernel_kvm_python_and_qemu() -> None:
 def test_write_report_alone_needs_only_the_bundle(tmp_path: Path) -> None:
     written = write_report(full_bundle(), tmp_path)
     assert {"html", "markdown", "plot overview", "plot vga-refresh"} <= set(written)
+
+
+def test_an_overview_that_cannot_be_drawn_is_stated(monkeypatch: pytest.MonkeyPatch,
+                                                    quick_built: Built) -> None:
+    import pyhvm.bench.report as report
+
+    def broken(bundle: dict[str, Any]) -> None:
+        raise ValueError("no axes")
+
+    monkeypatch.setattr(report, "overview", broken)
+    monkeypatch.setattr(report, "section_plots", lambda entry, quick: ([], []))
+    bundle = quick_built[0]
+    top, sections = report.build(bundle)
+    assert top is None
+    line = "the overview plot could not be drawn: ValueError: no axes"
+    assert line in report_html.render(bundle, top, sections)
+    assert line in report_md.render(bundle, top, sections)

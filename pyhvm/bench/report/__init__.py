@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import html, markdown
+from .model import OVERVIEW_PROBLEMS
 from .plots import Plot, overview, section_plots
 
 
@@ -16,7 +17,13 @@ def build(bundle: dict[str, Any]) -> tuple[Plot | None, dict[str, tuple[list[Plo
     quick = bool(bundle.get("quick"))
     sections = {e["name"]: section_plots(e, quick) for e in bundle["sections"]
                 if e["status"] == "ok"}
-    return overview(bundle), sections
+    try:
+        top = overview(bundle)
+    except Exception as err:  # noqa: BLE001  (the report goes on without the picture)
+        top = None
+        sections[OVERVIEW_PROBLEMS] = ([], [f"the overview plot could not be drawn: "
+                                            f"{type(err).__name__}: {err}"])
+    return top, sections
 
 
 def write_report(bundle: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -122,6 +122,8 @@ def render(bundle: dict[str, Any], overview: Plot | None,
                                 for e in missing) + "</p>")
     if overview is not None:
         body.append(_figure(overview))
+    body += [f'<p class="muted">{escape(p)}</p>'
+             for p in sections.get(model.OVERVIEW_PROBLEMS, ([], []))[1]]
     for entry in bundle["sections"]:
         plots, problems = sections.get(entry["name"], ([], []))
         body.append(_section(entry, plots, problems))

@@ -70,6 +70,7 @@ def render(bundle: dict[str, Any], overview: Plot | None,
                      "QEMU beside", "verdict"], rows)
     if overview is not None:
         lines += ["", f"![{overview.title}](plots/{overview.name}.png)"]
+    lines += [f"\n*{p}*" for p in sections.get(model.OVERVIEW_PROBLEMS, ([], []))[1]]
     lines.append("")
     for entry in bundle["sections"]:
         plots, problems = sections.get(entry["name"], ([], []))

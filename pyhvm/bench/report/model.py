@@ -9,6 +9,7 @@ from typing import Any, Sequence
 PAPER = ("Xiantao Zhang and Yaozu Dong, *Optimizing Xen VMM Based on Intel Virtualization "
          "Technology*, ICICSE 2008 (DOI 10.1109/ICICSE.2008.81)")
 PROFILE_ROWS = 12
+OVERVIEW_PROBLEMS = "_overview"   # build()'s key for what went wrong with the overview plot
 
 
 def fmt_value(value: float | None, style: str) -> str:
