@@ -9,6 +9,7 @@ COM1 (QEMU: `-machine graphics=off`; pyhvm: when no display is attached).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -52,16 +53,30 @@ def grub_skip_reason() -> str | None:
     return None
 
 
+# SeaBIOS's serial console ("sercon") speaks ANSI: it clears the screen and moves the cursor
+# in the middle of text it relays for the boot loader.
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z])")
+
+
+def console_text(raw: str) -> str:
+    """COM1 output with the terminal escape sequences taken out."""
+    return _ANSI.sub("", raw)
+
+
 @dataclass(frozen=True)
 class FirmwareRun:
     returncode: int
-    console: str  # COM1
+    raw_console: str  # COM1, as written
     debug: str  # SeaBIOS's port 0x402 log ("" when not asked for)
     stderr: str
 
+    @property
+    def console(self) -> str:
+        return console_text(self.raw_console)
+
     def describe(self) -> str:
-        return (f"rc={self.returncode}\n--- console ---\n{self.console}\n--- debug log ---\n"
-                f"{self.debug[-3000:]}\n--- stderr ---\n{self.stderr}")
+        return (f"rc={self.returncode}\n--- console ---\n{self.raw_console!r}\n"
+                f"--- debug log ---\n{self.debug[-3000:]}\n--- stderr ---\n{self.stderr}")
 
 
 def pyhvm_command(disk: Path, *, vga: bool = False, debug_log: Path | None = None,

@@ -174,6 +174,10 @@ class VcpuRunner:
                     self.exits = exits
                     self._park()
                 continue
+            except BlockingIOError:
+                # EAGAIN: an AP waiting for SIPI took an INIT (firmware starting the APs);
+                # KVM asks userspace to simply enter again.
+                continue
             if trace is not None:
                 t_exit = now()
             exits += 1

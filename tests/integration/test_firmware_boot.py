@@ -48,6 +48,17 @@ def test_seabios_banner_on_debug_port_and_serial_then_the_disk_boots(tmp_path: P
     assert console.index(BANNER) < console.index(BOOTING) < console.index(MESSAGE)
 
 
+def test_seabios_starts_and_counts_the_second_cpu(tmp_path: Path) -> None:
+    """SeaBIOS sends INIT-SIPI-SIPI through the in-kernel local APIC and waits until every
+    CPU fw_cfg announces has checked in (smp.c); the AP's KVM_RUN must survive the INIT."""
+    disk = build_boot_sector_disk(tmp_path / "disk.img")
+    log = tmp_path / "seabios.log"
+    run = fr.run(fr.pyhvm_command(disk, debug_log=log, extra=["--cpus", "2"]),
+                 fr.QUICK_TIMEOUT, log)
+    assert run.returncode == BOOT_SECTOR_EXIT_CODE, run.describe()
+    assert "Found 2 cpu(s) max supported 2 cpu(s)" in run.debug, run.describe()
+
+
 def test_debug_port_is_absent_unless_asked_for(tmp_path: Path) -> None:
     """As on QEMU without isa-debugcon: port 0x402 floats, SeaBIOS stays silent there."""
     disk = build_boot_sector_disk(tmp_path / "disk.img")
