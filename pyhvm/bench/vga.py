@@ -4,7 +4,8 @@ Guest side (timed in the guest with the TSC, CPL 3 loops on the framebuffer mapp
 space): framebuffer fill and blit throughput in a 320x200x8 VBE mode (small, so the trapped
 placement finishes a frame in about a second), and text-mode scroll in 80x25 (odd/even text
 memory always traps, in both placements: it is there to show that). Each configuration runs
-for `ms` milliseconds of guest time, interleaved, `reps` times; medians.
+for `ms` milliseconds of guest time, interleaved, `reps` times; medians. `quick` (the
+paper report's smoke run) measures the fill only.
 
 Host side (in this process): what one display refresh costs at 1024x768x32 with 0 %, 10 %
 and 100 % of the screen's pages dirty: the renderer converting the dirty scanlines plus the
@@ -30,6 +31,7 @@ from .common import BenchError
 DEFAULT_REPS = 3
 DEFAULT_MS = 1000
 QUICK_MS = 200
+QUICK_TESTS = ("fill",)  # --quick (bench paper's smoke run): the headline figure only
 RAM_MIB = 128
 MODE = "320x200x8"
 # test -> (scenario, arguments, the figure it reports)
@@ -111,9 +113,9 @@ def run_config(config: Config, kernel: Path, ms: int) -> Sample:
     return sample_from(config.test, run.output)
 
 
-def configurations(qemu: bool) -> list[Config]:
+def configurations(qemu: bool, tests: tuple[str, ...] = tuple(TESTS)) -> list[Config]:
     vmms = [("pyhvm", p) for p in PLACEMENTS] + ([("qemu", "std")] if qemu else [])
-    return [Config(vmm, placement, test) for test in TESTS for vmm, placement in vmms]
+    return [Config(vmm, placement, test) for test in tests for vmm, placement in vmms]
 
 
 # --- display refresh, in process ------------------------------------------------------------
@@ -165,7 +167,8 @@ def measure(reps: int = DEFAULT_REPS, kernel: str | None = None, qemu: bool = Tr
     elf = common.guestkit_path(kernel)
     qemu = qemu and common.qemu_version() is not None
     ms = ms or (QUICK_MS if quick else DEFAULT_MS)
-    configs = configurations(qemu)
+    tests = QUICK_TESTS if quick else tuple(TESTS)
+    configs = configurations(qemu, tests)
     progress = common.stderr_progress(show_progress, "bench vga")
     samples = common.interleave(configs, reps, lambda c, rep: run_config(c, elf, ms), progress,
                                 label=lambda c: c.label)
@@ -191,7 +194,7 @@ def measure(reps: int = DEFAULT_REPS, kernel: str | None = None, qemu: bool = Tr
              "mode": "x".join(map(str, REFRESH_SIZE)), "dirty_percent": round(fraction * 100)},
             common.metric("ms", values, 3)))
     ratios: dict[str, float | None] = {}
-    for test in TESTS:
+    for test in tests:
         shared, trap = medians[(test, "shared")], medians[(test, "trap")]
         value = common.ratio(shared, trap)
         ratios[f"{test}_shared_over_trap"] = None if value is None else round(value, 1)

@@ -54,3 +54,7 @@ def test_render_prints_every_run_and_the_goals() -> None:
     assert "500.00 MB/s" in text and "0.10 MB/s" in text and "0.50 ms" in text
     assert "fill shared >= 50x trap: met" in text and "<= 5 ms: met" in text
     assert "pyhvm only" in text
+
+
+def test_quick_configurations_are_the_fill_only() -> None:
+    assert {c.test for c in vga.configurations(True, vga.QUICK_TESTS)} == {"fill"}
