@@ -46,6 +46,7 @@ DEFAULT_EVENTS = ("kvm_exit", "kvm_entry", "kvm_pio", "kvm_mmio", "kvm_inj_virq"
 DEFAULT_BUFFER_KB = 2048
 DEFAULT_DRAIN_S = 0.05
 INSTANCE_PREFIX = "pyhvm-"
+MOUNT_PREFIX = "pyhvm-tracefs-"   # this module's temporary mount points
 READ_CHUNK = 1 << 16
 _instance_ids = itertools.count()
 
@@ -255,14 +256,18 @@ def _record(event: KernelEvent, f: dict[str, int | str]) -> KernelRecord | None:
 
 # --- where tracefs is -----------------------------------------------------------------------
 def mounted_tracefs(mounts: str = "/proc/mounts") -> str | None:
-    """A directory where tracefs is mounted now (the usual places first), or None."""
+    """A directory where tracefs is mounted now (the usual places first), or None. The
+    temporary mounts of other pyhvm processes do not count: each is unmounted when its
+    owner stops, so a capture inside it would make that fail and then lose its mount."""
     found = []
     try:
         with open(mounts) as f:
             for line in f:
                 parts = line.split()
                 if len(parts) >= 3 and parts[2] == "tracefs":
-                    found.append(parts[1].replace("\\040", " "))
+                    point = parts[1].replace("\\040", " ")
+                    if not os.path.basename(point).startswith(MOUNT_PREFIX):
+                        found.append(point)
     except OSError:
         return None
     for preferred in MOUNT_POINTS:
@@ -687,7 +692,7 @@ def _write(directory: str, name: str, value: str) -> None:
 
 def _mount_tracefs() -> str:
     """Mount tracefs in a new temporary directory; its path, or KernelTraceUnavailable."""
-    where = tempfile.mkdtemp(prefix="pyhvm-tracefs-")
+    where = tempfile.mkdtemp(prefix=MOUNT_PREFIX)
     proc = subprocess.run(["mount", "-t", "tracefs", "nodev", where], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
@@ -699,11 +704,14 @@ def _mount_tracefs() -> str:
 
 
 def _unmount_tracefs(where: str) -> bool:
-    if subprocess.run(["umount", where], capture_output=True,
-                      stdin=subprocess.DEVNULL).returncode != 0:
-        return False
-    os.rmdir(where)
-    return True
+    """Unmount and remove a temporary mount; a busy one (something still has a file open
+    in it) is detached lazily, so it goes when that is closed."""
+    for command in (["umount", where], ["umount", "-l", where]):
+        if subprocess.run(command, capture_output=True,
+                          stdin=subprocess.DEVNULL).returncode == 0:
+            os.rmdir(where)
+            return True
+    return False
 
 
 def remove_stale_instances(root: str) -> list[str]:

@@ -128,3 +128,14 @@ def test_counts_without_timing_leave_the_time_table_alone() -> None:
     report = _run({"counts": {"faults_4k": 5}})
     assert "mmu_ns" not in report["time"] and not report["memory"]["timed"]
     assert "Memory (kernel MMU" in render_plain(report_sections(report))
+
+
+def test_another_processes_temporary_tracefs_is_not_borrowed(tmp_path: Path) -> None:
+    """A pyhvm process that mounted tracefs itself unmounts it when it stops: a second one
+    capturing inside that mount would break the unmount and lose its own capture."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text("nodev /tmp/pyhvm-tracefs-x1y2 tracefs rw,relatime 0 0\n")
+    assert tracefs.mounted_tracefs(str(mounts)) is None
+    mounts.write_text("nodev /tmp/pyhvm-tracefs-x1y2 tracefs rw,relatime 0 0\n"
+                      "tracefs /sys/kernel/tracing tracefs rw 0 0\n")
+    assert tracefs.mounted_tracefs(str(mounts)) == "/sys/kernel/tracing"
