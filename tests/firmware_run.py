@@ -118,3 +118,38 @@ def run(command: list[str], timeout: float, debug_log: Path | None = None) -> Fi
 
 def qemu_skip_reason() -> str | None:
     return qemu_missing_reason() or firmware_skip_reason()
+
+
+# A bzImage whose real-mode setup code (entered by the firmware's option ROM at 0x1020:0000,
+# the jump at setup offset 0x200) prints the kernel command line from 0x20000, where QEMU's
+# x86 loader places it, and exits with status 0x11 (exit code 0x23). Hand-assembled:
+FAKE_LINUX_EXIT_CODE = 0x23
+_FAKE_LINUX_SETUP = bytes.fromhex(
+    "b80020"    # mov ax, 0x2000
+    "8ed8"      # mov ds, ax
+    "31f6"      # xor si, si
+    "fc"        # cld
+    "baf803"    # mov dx, 0x3f8
+    "ac"        # lodsb
+    "08c0"      # or al, al
+    "7403"      # jz +3
+    "ee"        # out dx, al
+    "ebf8"      # jmp lodsb
+    "b00a"      # mov al, 10
+    "ee"        # out dx, al
+    "b011"      # mov al, 0x11
+    "e6f4"      # out 0xf4, al
+    "f4"        # hlt
+    "ebfe"      # jmp $
+)
+
+
+def fake_linux_image(path: Path) -> Path:
+    """Write the bzImage described above (a protocol 2.15 header; the kernel is filler)."""
+    from tests.unit.test_boot_linux import make_bzimage
+
+    header_end = 0x26C
+    image = bytearray(make_bzimage(setup_sects=4, header_end=header_end))
+    image[header_end:header_end + len(_FAKE_LINUX_SETUP)] = _FAKE_LINUX_SETUP
+    path.write_bytes(bytes(image))
+    return path

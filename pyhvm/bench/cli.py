@@ -101,6 +101,18 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     _common_options(st, startup.DEFAULT_REPS)
     st.set_defaults(func=_cmd_startup)
 
+    bt = names.add_parser(
+        "boot", help="spawn to first RESULT through SeaBIOS and GRUB: pyhvm vs QEMU",
+        description="Process start to each milestone of the firmware chain (SeaBIOS banner, "
+                    "boot from the IDE disk, GRUB, the guest kit's first RESULT line), "
+                    "under pyhvm and QEMU with the same ROM and disk, and the exit profile "
+                    "of pyhvm's firmware phase.")
+    _common_options(bt, 1)
+    bt.add_argument("--disk", metavar="IMG",
+                    help="a disk that SeaBIOS boots to the guest kit (default: build one "
+                         "with tests/disk_image_builder.py)")
+    bt.set_defaults(func=_cmd_boot)
+
     pc = names.add_parser(
         "pic", help="timer interrupts under compute: PIC/PIT in pyhvm vs in KVM, and QEMU",
         description="The paper's virtual-PIC experiment: CPL 3 compute while the PIT ticks "
@@ -247,6 +259,14 @@ def _cmd_exits(args: argparse.Namespace) -> int:
 
     return _report(args, lambda: exits.measure(n=args.n, reps=args.reps, kernel=args.kernel,
                                                show_progress=not args.json), exits.render)
+
+
+def _cmd_boot(args: argparse.Namespace) -> int:
+    from . import boot
+
+    return _report(args, lambda: boot.measure(reps=args.reps, disk=args.disk,
+                                              kernel=args.kernel,
+                                              show_progress=not args.json), boot.render)
 
 
 def _cmd_startup(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..boot.firmware import (DEFAULT_BIOS, FirmwareError, Rom, is_linux_image, linux_fw_cfg_items,
+from ..boot.firmware import (DEFAULT_BIOS, LINUXBOOT_ROM, FirmwareError, Rom, is_linux_image, linux_fw_cfg_items,
                              load_rom)
 from ..boot.image import read_file
 from ..devices import fw_cfg as f
@@ -309,8 +309,10 @@ def build_fw_cfg(memory: GuestMemory, *, memory_size: int, cpus: int, boot: Boot
     dev.add_file("etc/e820", e820_table(memory_size))
     dev.add_file("etc/boot-fail-wait",
                  struct.pack("<I", boot.reboot_timeout_ms & 0xFFFFFFFF))
-    order = ide_bootorder(drive_indexes)
-    if order and boot.order.startswith("c"):
+    order = ide_bootorder(drive_indexes) if boot.order.startswith("c") else b""
+    if kernel is not None:  # the option ROM that boots it comes first, as on QEMU
+        order = f"/rom@genroms/{LINUXBOOT_ROM}\n".encode() + order.rstrip(b"\0") + b"\0"
+    if order:
         dev.add_file("bootorder", order)
     if kernel is not None:
         image = read_file(kernel, "kernel", kernel_limit)

@@ -69,6 +69,19 @@ def test_vga_screen_after_post_is_pixel_identical_on_pyhvm_and_qemu() -> None:
     assert len(differing) == 0, f"{len(differing)} pixels differ, first at {differing[:5]}"
 
 
+def test_qemu_boots_the_same_kernel_through_its_linuxboot_rom(tmp_path: Path) -> None:
+    kernel = fr.fake_linux_image(tmp_path / "bzImage")
+    command = [guestkit.QEMU, "-enable-kvm", "-cpu", "qemu64", "-m", str(fr.MEMORY_MIB),
+               "-machine", "pc,graphics=off", "-nodefaults", "-display", "none", "-vga", "none",
+               "-bios", fr.SEABIOS, "-kernel", str(kernel),
+               "-append", "console=ttyS0 through=fw_cfg", "-serial", "stdio",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+    run = fr.run(command, fr.QUICK_TIMEOUT)
+    assert run.returncode == fr.FAKE_LINUX_EXIT_CODE, run.describe()
+    assert "Booting from ROM" in run.console
+    assert "console=ttyS0 through=fw_cfg\n" in run.console
+
+
 def test_full_chain_on_qemu_gives_the_same_results(tmp_path: Path, guestkit_elf: Path) -> None:
     reason = fr.grub_skip_reason()
     if reason:

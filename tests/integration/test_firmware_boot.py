@@ -98,6 +98,27 @@ def test_vga_bios_shows_the_banner_on_screen(tmp_path: Path) -> None:
     assert banner_width > 9 * (len("SeaBIOS (version 1.16") - 1)
 
 
+def test_seabios_boots_a_kernel_from_fw_cfg_through_the_linuxboot_rom(tmp_path: Path) -> None:
+    """`--bios` with `--kernel`: the kernel, its setup code and command line go into fw_cfg,
+    QEMU's linuxboot_dma.bin (a genroms/ file, first in `bootorder`) loads them by DMA and
+    enters the setup code in real mode, which prints the command line it finds at 0x20000."""
+    from pyhvm.boot.firmware import LINUXBOOT_ROM, find_option_rom
+
+    if find_option_rom(LINUXBOOT_ROM) is None:
+        pytest.skip(fr._required(f"QEMU's {LINUXBOOT_ROM} is not installed "
+                                 "(apt-get install qemu-system-data)") or "")
+    kernel = fr.fake_linux_image(tmp_path / "bzImage")
+    log = tmp_path / "seabios.log"
+    command = [sys.executable, "-m", "pyhvm", "run", "--bios", fr.SEABIOS, "--kernel",
+               str(kernel), "--append", "console=ttyS0 through=fw_cfg", "--vga", "none",
+               "--max-seconds", str(fr.QUICK_TIMEOUT - 10), "--debugcon", f"file:{log}"]
+    run = fr.run(command, fr.QUICK_TIMEOUT, log)
+    assert run.returncode == fr.FAKE_LINUX_EXIT_CODE, run.describe()
+    assert "Booting from ROM" in run.console
+    assert "console=ttyS0 through=fw_cfg\n" in run.console, run.describe()
+    assert f"Searching bootorder for: /rom@genroms/{LINUXBOOT_ROM}" in run.debug
+
+
 def test_full_chain_seabios_grub_guest_kit(tmp_path: Path, guestkit: Path) -> None:
     """SeaBIOS boots GRUB 2 from the disk's MBR; GRUB reads grub.cfg from the FAT partition
     and multiboot-loads the guest kit, which runs its scenario."""
