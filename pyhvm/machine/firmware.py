@@ -420,10 +420,13 @@ class Firmware:
             return _write_stderr
         path = spec[len("file:"):]
         try:
-            self._debug_file = open(path, "wb", buffering=0)
+            debug_file = self._debug_file = open(path, "wb", buffering=0)
         except OSError as err:
             raise FirmwareConfigError(f"--debugcon {spec!r}: {err.strerror}") from None
-        return self._debug_file.write
+
+        def write(data: bytes) -> None:
+            debug_file.write(data)
+        return write
 
     def reset(self) -> None:
         """A reboot: fw_cfg back to its reset state (PAM follows the chipset's reset)."""

@@ -284,6 +284,8 @@ class Machine:
         if self.firmware is not None:  # the BIOS loads whatever it boots
             cpu.set_reset_state(self.vcpus[0])
             return
+        if config.kernel is None:
+            raise ConfigError("nothing to boot: give --kernel, or --bios to boot a disk")
         image = read_file(config.kernel, "kernel", KERNEL_SIZE_LIMIT)
         initrd = read_file(config.initrd, "initrd", KERNEL_SIZE_LIMIT) if config.initrd else None
         modules = [(read_file(path.split(" ", 1)[0], "module", KERNEL_SIZE_LIMIT), path)

@@ -40,6 +40,7 @@ def test_exit_profile_sums_ports_per_device_and_sorts() -> None:
              "pio_exits": {"0x01f0 ide0-command": 40, "0x01f7 ide0-command": 20,
                            "0x0402 debugcon": 25, "0x0092 unclaimed": 5},
              "other_exits": {"HltExit": 0}}
+    assert boot.total_exits(stats) == 120
     assert boot.exit_profile(stats, top=3) == [
         {"what": "pio ide0-command", "exits": 60}, {"what": "mmio", "exits": 30},
         {"what": "pio debugcon", "exits": 25}]
