@@ -1,14 +1,18 @@
 """What every network backend shares: the protocol the machine wires, counters, frame limits.
 
 A backend carries whole Ethernet frames (no preamble, no CRC) between the NIC model and the
-host. It never blocks: the NIC transmits from a vCPU thread, so a peer that cannot take a
-frame now costs a counted drop, as a congested wire would; `recv` returns None when nothing
-is waiting, so one event-loop callback (or a poll timer) drains whatever is there.
+host. It never blocks: the NIC transmits from a vCPU thread. `offer` says whether a frame
+went, was dropped (invalid, or a peer that is not there), or found the host's queue full
+for now (the machine holds it and offers it again, so a slow peer slows the guest rather
+than losing frames, as QEMU's net queue does); `send` is `offer` with "full" counted as a
+drop. `recv` returns None when nothing is waiting, so one event-loop callback (or a poll
+timer) drains whatever is there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import errno
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +31,16 @@ TRANSIENT_SEND_ERRORS = frozenset({
     errno.ENETUNREACH, errno.ENETDOWN, errno.EIO, errno.EINTR, errno.EPERM, errno.EACCES,
     errno.EADDRNOTAVAIL, errno.EMSGSIZE,
 })
+# Of those, the ones that mean "the queue is full now, room will come": worth a retry.
+FULL_SEND_ERRORS = frozenset({errno.EAGAIN, errno.ENOBUFS})
+
+
+class Offered(enum.Enum):
+    """What became of a frame handed to `NetBackend.offer`."""
+
+    SENT = "sent"
+    DROPPED = "dropped"  # counted in tx_invalid or tx_dropped: it will never go
+    FULL = "full"        # not taken and not counted: offer it again later
 
 
 class NetError(HostError):
@@ -70,6 +84,10 @@ class NetBackend(Protocol):
         """A non-blocking fd that selects readable when `recv` may have a frame."""
         ...
 
+    def offer(self, frame: bytes) -> Offered:
+        """Hand one frame to the host, never waiting."""
+        ...
+
     def send(self, frame: bytes) -> bool:
         """Hand one frame to the host; False (and a counted drop) if it cannot go now."""
         ...
@@ -80,6 +98,14 @@ class NetBackend(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def send_or_drop(backend: NetBackend, frame: bytes) -> bool:
+    """`send` for a backend that implements `offer`: a full queue is a counted drop."""
+    offered = backend.offer(frame)
+    if offered is Offered.FULL:
+        backend.counters.tx_dropped += 1
+    return offered is Offered.SENT
 
 
 def frame_fits(length: int) -> bool:

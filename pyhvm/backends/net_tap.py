@@ -14,8 +14,9 @@ import os
 import socket
 import struct
 
-from .net_base import (MAX_DISCARDS_PER_RECV, RECV_BUFFER, TRANSIENT_SEND_ERRORS, NetCounters,
-                       NetError, count_rx_reject, frame_fits)
+from .net_base import (FULL_SEND_ERRORS, MAX_DISCARDS_PER_RECV, RECV_BUFFER,
+                       TRANSIENT_SEND_ERRORS, NetCounters, NetError, Offered, count_rx_reject,
+                       frame_fits, send_or_drop)
 
 TUN_DEVICE = "/dev/net/tun"
 IFNAMSIZ = 16  # including the terminating NUL: names are at most 15 bytes
@@ -63,21 +64,26 @@ class TapBackend:
         return self._fd
 
     def send(self, frame: bytes) -> bool:
+        return send_or_drop(self, frame)
+
+    def offer(self, frame: bytes) -> Offered:
         counters = self.counters
         if not frame_fits(len(frame)):
             counters.tx_invalid += 1
-            return False
+            return Offered.DROPPED
         try:
             os.write(self._fd, frame)
         except OSError as err:
+            if err.errno in FULL_SEND_ERRORS:
+                return Offered.FULL  # not counted: the machine offers it again
             if err.errno not in TRANSIENT_SEND_ERRORS:
                 raise NetError(f"TAP {self.ifname}: writing a frame failed: "
                                f"{err.strerror}; was the device deleted?") from None
             counters.tx_dropped += 1  # e.g. EIO while the link is down
-            return False
+            return Offered.DROPPED
         counters.tx_frames += 1
         counters.tx_bytes += len(frame)
-        return True
+        return Offered.SENT
 
     def recv(self) -> bytes | None:
         counters = self.counters

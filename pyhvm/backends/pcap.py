@@ -22,7 +22,7 @@ import time
 from typing import BinaryIO
 
 from ..errors import HostError
-from .net_base import NetBackend, NetCounters
+from .net_base import NetBackend, NetCounters, Offered, send_or_drop
 from .net import parse_options
 
 MAGIC_USEC = 0xA1B2C3D4
@@ -175,10 +175,14 @@ class CapturingBackend:
     def fileno(self) -> int:
         return self.inner.fileno()
 
-    def send(self, frame: bytes) -> bool:
-        if self._tx:
+    def offer(self, frame: bytes) -> Offered:
+        offered = self.inner.offer(frame)
+        if self._tx and offered is not Offered.FULL:  # a held frame is captured once it goes
             self.writer.write(frame)
-        return self.inner.send(frame)
+        return offered
+
+    def send(self, frame: bytes) -> bool:
+        return send_or_drop(self, frame)
 
     def recv(self) -> bytes | None:
         frame = self.inner.recv()

@@ -7,6 +7,12 @@
   delivered the moment it is readable; a TX request (the TSD write) is handed to the event
   loop at once, so the vCPU resumes without waiting for the copy and the send.
 
+Both: a frame the host cannot queue now (a full socket) is held and offered again (event:
+after TX_FULL_RETRY_NS; poll: the next tick), in order, and the chip takes no new TX
+descriptor meanwhile, so a slow peer slows the guest's transmitter instead of losing its
+frames (QEMU's net queue does the same). A peer that takes nothing for TX_FULL_GIVE_UP_NS
+loses the held frames (counted) and the guest goes on.
+
 Tracing (`--trace`, group `backend`): one BACKEND_IO record per pass that moves frames, on
 the thread doing it, with the time spent in the device model and the backend: op
 NET_OP_RX (backend reads and stores into the guest's ring), op NET_OP_TX (descriptor DMA
@@ -26,10 +32,11 @@ import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ..backends.net import open_backend, parse_netdev
-from ..backends.net_base import NetBackend, NetError
+from ..backends.net_base import NetBackend, NetError, Offered
 from ..backends.pcap import CapturingBackend, PcapWriter, parse_filter_dump
 from ..devices.pci import STATUS_RECEIVED_MASTER_ABORT
 from ..devices.rtl8139 import Rtl8139, Rtl8139Pci
@@ -50,6 +57,8 @@ NIC_MMIO_BASE = 0xFEBF1000
 DEFAULT_MAC = "52:54:00:12:34:56"  # QEMU's default first NIC address
 RX_BUDGET = 64                     # frames taken from the backend per readiness/tick
 RING_FULL_RETRY_NS = 500_000       # event placement: look again this soon after a full ring
+TX_FULL_RETRY_NS = 200_000         # event placement: offer a held frame again this soon
+TX_FULL_GIVE_UP_NS = 500_000_000   # drop held frames when the host took none for this long
 TRACE_NAME = "rtl8139"             # its name in the trace header's device list
 NET_OP_RX, NET_OP_TX = 1, 2        # BACKEND_IO op codes: a receive pass, a transmit pass
 
@@ -142,6 +151,10 @@ class Nic:
         self.backend_dead = False
         self._reading = False      # the backend fd is registered with the event loop
         self.tx_lost = 0           # frames lost in the send that found the backend dead
+        self._tx_held: deque[bytes] = deque()  # sent by the chip, not yet taken by the host
+        self._tx_progress_ns = 0   # when the host last took a frame (or refused the first)
+        self._tx_retry_armed = False
+        self.tx_given_up = 0       # held frames dropped: the host took nothing for too long
         recorder = getattr(machine, "recorder", None)
         self._trace = recorder if recorder is not None and recorder.wants("backend") else None
         self._trace_id = 0
@@ -250,7 +263,59 @@ class Nic:
         self._kick_queued = False
         self._run_tx()
 
+    def _tx_retry(self) -> None:
+        self._tx_retry_armed = False
+        self._run_tx()
+
     def _run_tx(self) -> None:
+        """Offer held frames first; the chip takes new descriptors only once none is held."""
+        if self._tx_held and not self._flush_held():
+            self._arm_tx_retry()
+            return
+        self._process_descriptors()
+        if self._tx_held:
+            self._arm_tx_retry()
+
+    def _arm_tx_retry(self) -> None:
+        if self.mode != "event" or self._tx_retry_armed:
+            return  # poll: the next tick offers them again
+        self._tx_retry_armed = True
+        loop = self.machine.loop
+        loop.call_at(loop.now_ns() + TX_FULL_RETRY_NS, self._tx_retry)
+
+    def _flush_held(self) -> bool:
+        """Offer the held frames in order; True once none is left."""
+        while self._tx_held:
+            if self.backend_dead:
+                self.tx_lost += len(self._tx_held)
+                break
+            if not self._offer(self._tx_held[0]):
+                if self.machine.loop.now_ns() - self._tx_progress_ns < TX_FULL_GIVE_UP_NS:
+                    return False
+                log.warning("network backend %s took no frame for %.1f s: %d held frames "
+                            "dropped", self.backend.name, TX_FULL_GIVE_UP_NS / 1e9,
+                            len(self._tx_held))
+                self.tx_given_up += len(self._tx_held)
+                self.backend.counters.tx_dropped += len(self._tx_held)
+                break
+            self._tx_held.popleft()
+        self._tx_held.clear()
+        return True
+
+    def _offer(self, frame: bytes) -> bool:
+        """One frame to the backend: False if its queue is full (the frame is kept)."""
+        try:
+            offered = self.backend.offer(frame)
+        except NetError as err:
+            self.tx_lost += 1
+            self._backend_died(err)
+            return True
+        if offered is Offered.FULL:
+            return False
+        self._tx_progress_ns = self.machine.loop.now_ns()
+        return True
+
+    def _process_descriptors(self) -> None:
         if self._trace is None:
             self.model.process_tx()
             return
@@ -262,13 +327,15 @@ class Nic:
                                moved, NET_OP_TX, ts_ns=began)
 
     def _transmit(self, frame: bytes) -> None:
+        """The chip's output (inside process_tx): to the backend, or held behind a full
+        queue, in order."""
         if self.backend_dead:
             return
-        try:
-            self.backend.send(frame)  # a full peer drops the frame (counted), as a wire would
-        except NetError as err:
-            self.tx_lost += 1
-            self._backend_died(err)
+        if self._tx_held:
+            self._tx_held.append(frame)
+        elif not self._offer(frame):
+            self._tx_progress_ns = self.machine.loop.now_ns()
+            self._tx_held.append(frame)
 
     def _command_changed(self) -> None:
         if self.function.bus_master_enabled and self.mode == "event":
@@ -281,12 +348,13 @@ class Nic:
         bus = self.machine.buses.pio if index == 0 else self.machine.buses.mmio
         name = "rtl8139" if index == 0 else "rtl8139-mmio"
         if old is not None:
-            bus.unregister(old)
+            bus.unplace(old, self.model.register_port)
         if new is not None:
-            bus.register(new, 256, self.model.register_port, name)
+            bus.place(new, 256, self.model.register_port, name)
 
     def reset(self) -> None:
         self.model.reset()
+        self._tx_held.clear()  # what the chip sent before the reset is gone with it
         self.firmware_setup()
 
     def stats(self) -> dict[str, object]:
@@ -294,6 +362,7 @@ class Nic:
         return {"mode": self.mode, "rx_frames": model.rx_frames, "tx_frames": model.tx_frames,
                 "rx_dropped": dict(model.rx_dropped), "tx_errors": model.tx_errors,
                 "tx_dropped": dict(model.tx_dropped), "tx_lost": self.tx_lost,
+                "tx_held": len(self._tx_held), "tx_given_up": self.tx_given_up,
                 "backend_dead": self.backend_dead,
                 "backend": self.backend.counters.as_dict()}
 

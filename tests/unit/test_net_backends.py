@@ -22,6 +22,7 @@ import pytest
 from pyhvm.backends import net_tap
 from pyhvm.backends.net import (MAX_FRAME, MIN_FRAME, DgramBackend, InetAddress, NetBackend,
                                 NetdevConfig, NetError, TapBackend, open_backend, parse_netdev)
+from pyhvm.backends.net_base import Offered
 from pyhvm.errors import HostError
 from pyhvm.runtime.eventloop import EventLoop
 
@@ -116,6 +117,21 @@ def test_send_to_a_full_peer_returns_false_without_blocking(pair) -> None:
     assert backend.counters.tx_dropped == 2
     peer.recv(4096)  # the peer takes one: room again
     assert backend.send(frame(b"room again")) is True
+
+
+def test_offer_to_a_full_peer_says_full_and_counts_nothing(pair) -> None:
+    """`offer` tells "full now" (the machine holds the frame) from a drop; only `send`
+    counts a full queue as dropped."""
+    backend, peer = pair
+    while backend.offer(frame(bytes(1000))) is Offered.SENT:
+        pass
+    counters = dict(backend.counters.as_dict())
+    assert backend.offer(frame(b"held")) is Offered.FULL
+    assert backend.counters.as_dict() == counters
+    assert backend.offer(frame(b"")[:10]) is Offered.DROPPED  # a runt never goes
+    assert backend.counters.tx_invalid == counters["tx_invalid"] + 1
+    peer.recv(4096)
+    assert backend.offer(frame(b"room again")) is Offered.SENT
 
 
 def test_backend_fd_wakes_the_event_loop(pair) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyhvm.backends.net import DgramBackend
+from pyhvm.backends.net_base import Offered
 from pyhvm.backends.pcap import (LINKTYPE_ETHERNET, MAGIC_NSEC, MAGIC_USEC, CaptureError,
                                  CapturingBackend, FilterDumpConfig, PcapWriter, open_capture,
                                  parse_filter_dump, read_pcap)
@@ -172,6 +173,23 @@ def test_capture_keeps_a_frame_the_peer_then_drops(tmp_path: Path) -> None:
     backend.close()
     assert inner.counters.tx_dropped == 1
     assert [r.data for r in read_pcap(path)[1]] == [FRAMES[0]]
+
+
+def test_a_frame_held_behind_a_full_queue_is_captured_once_when_it_goes(tmp_path: Path) -> None:
+    path = str(tmp_path / "held.pcap")
+    inner, peer = DgramBackend.pair()
+    backend = CapturingBackend(inner, PcapWriter(path))
+    try:
+        sent = 0
+        while backend.offer(FRAMES[1]) is Offered.SENT:
+            sent += 1
+        assert backend.offer(FRAMES[2]) is Offered.FULL
+        peer.recv(4096)
+        assert backend.offer(FRAMES[2]) is Offered.SENT
+    finally:
+        backend.close()
+        peer.close()
+    assert [r.data for r in read_pcap(path)[1]] == [FRAMES[1]] * sent + [FRAMES[2]]
 
 
 @pytest.mark.parametrize("queue,recorded", [("all", 2), ("rx", 1), ("tx", 1)])

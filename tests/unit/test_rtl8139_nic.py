@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyhvm.backends.net_base import NetCounters, NetError
+from pyhvm.backends.net_base import NetCounters, NetError, Offered
 from pyhvm.bus import mmio_bus, pio_bus
 from pyhvm.devices.pci_chipset import build_pc_chipset
 from pyhvm.devices.rtl8139 import (
@@ -94,15 +94,21 @@ class FakeBackend:
         self.send_error: str | None = None
         self.endless: bytes | None = None  # a flood: recv never runs dry
         self.recv_calls = 0
+        self.full = False  # the host's queue has no room: offer answers FULL
 
     def fileno(self) -> int:
         return BACKEND_FD
 
-    def send(self, frame: bytes) -> bool:
+    def offer(self, frame: bytes) -> Offered:
         if self.send_error:
             raise NetError(self.send_error)
+        if self.full:
+            return Offered.FULL
         self.sent.append(bytes(frame))
-        return True
+        return Offered.SENT
+
+    def send(self, frame: bytes) -> bool:
+        return self.offer(frame) is Offered.SENT
 
     def recv(self) -> bytes | None:
         self.recv_calls += 1
@@ -211,6 +217,69 @@ def test_backend_dying_while_the_reader_is_paused_stays_unregistered(monkeypatch
     assert rig.nic.backend_dead and BACKEND_FD not in rig.loop.readers
 
 
+# -- a host queue that is full ----------------------------------------------------------
+
+def _frames_in_ram(rig: NicRig, count: int) -> list[bytes]:
+    frames = [frame(b"\x02" + bytes(5), 60, fill=i) for i in range(count)]
+    for i, data in enumerate(frames):
+        rig.memory.data[TXBUF + 0x800 * i:TXBUF + 0x800 * i + 60] = data
+    return frames
+
+
+def test_a_full_host_queue_holds_frames_in_order_and_stalls_the_transmitter(monkeypatch) -> None:
+    """The socket has no room: the chip's frames are held (not dropped), no new descriptor
+    is taken meanwhile (the guest sees OWN clear: still sending), and once the host takes
+    frames again they leave in order."""
+    rig = NicRig(monkeypatch)
+    rig.open()
+    frames = _frames_in_ram(rig, 5)
+    rig.backend.full = True
+    for i in range(4):
+        rig.post(i, 60, TXBUF + 0x800 * i)
+    rig.loop.run_soon()
+    assert rig.backend.sent == [] and rig.nic.stats()["tx_held"] == 4
+    rig.post(0, 60, TXBUF + 0x800 * 4)
+    rig.loop.run_soon()
+    assert rig.r(TSD0, 4) & TSD_OWN == 0  # the fifth waits in its descriptor
+    rig.loop.advance(nic_module.TX_FULL_RETRY_NS)  # still full: held, retried later
+    assert rig.backend.sent == [] and rig.loop.pending() == 1
+    rig.backend.full = False
+    rig.loop.advance(nic_module.TX_FULL_RETRY_NS)
+    assert rig.backend.sent == frames and rig.backend.counters.tx_dropped == 0
+    assert rig.r(TSD0, 4) & (TSD_OWN | TSD_TOK) == TSD_OWN | TSD_TOK
+    assert rig.nic.stats()["tx_held"] == 0 and rig.loop.pending() == 0
+
+
+def test_held_frames_are_dropped_when_the_host_takes_none_for_too_long(monkeypatch) -> None:
+    rig = NicRig(monkeypatch)
+    rig.open()
+    _frames_in_ram(rig, 5)
+    rig.backend.full = True
+    for i in range(4):
+        rig.post(i, 60, TXBUF + 0x800 * i)
+    rig.loop.run_soon()
+    rig.post(0, 60, TXBUF + 0x800 * 4)
+    rig.loop.run_soon()
+    rig.loop.advance(nic_module.TX_FULL_GIVE_UP_NS + nic_module.TX_FULL_RETRY_NS)
+    assert rig.nic.tx_given_up == 4 and rig.backend.counters.tx_dropped == 4
+    assert rig.r(TSD0, 4) & TSD_OWN  # the guest's transmitter moved on
+    assert rig.nic.stats()["tx_held"] == 1  # the fifth, held in turn
+
+
+def test_poll_placement_offers_held_frames_again_at_the_next_tick(monkeypatch) -> None:
+    rig = NicRig(monkeypatch, "poll")
+    rig.open()
+    frames = _frames_in_ram(rig, 2)
+    rig.backend.full = True
+    rig.post(0, 60, TXBUF)
+    rig.post(1, 60, TXBUF + 0x800)
+    rig.loop.advance(10_000_000)
+    assert rig.backend.sent == [] and rig.nic.stats()["tx_held"] == 2
+    rig.backend.full = False
+    rig.loop.advance(10_000_000)
+    assert rig.backend.sent == frames
+
+
 # -- bad frames and floods from the backend -----------------------------------------------
 
 def test_runt_and_giant_frames_from_the_backend_are_dropped_and_counted(monkeypatch) -> None:
@@ -287,6 +356,7 @@ NIC_OPS = st.lists(st.one_of(
     st.tuples(st.just("readable")), st.tuples(st.just("soon")), st.tuples(st.just("consume")),
     st.tuples(st.just("time"), st.integers(0, 30_000_000)),
     st.tuples(st.just("fail"), st.sampled_from(["recv", "send"])),
+    st.tuples(st.just("full"), st.booleans()),
     st.tuples(st.just("reset")),
 ), max_size=40)
 
@@ -321,6 +391,8 @@ def test_random_guests_wires_and_failures_never_break_the_machine_nic(mode: str,
                 rig.loop.advance(op[1], max_callbacks=10_000)
             elif kind == "fail":
                 setattr(rig.backend, f"{op[1]}_error", "gone")
+            elif kind == "full":
+                rig.backend.full = op[1]
             else:
                 rig.nic.reset()
         rig.loop.run_soon()
@@ -328,3 +400,4 @@ def test_random_guests_wires_and_failures_never_break_the_machine_nic(mode: str,
         assert all(gpa >= 0 and size >= 0 for _, gpa, size in rig.memory.accesses)
         if rig.nic.backend_dead:
             assert BACKEND_FD not in rig.loop.readers
+        assert rig.nic.stats()["tx_held"] <= 4  # one process_tx's worth at most
