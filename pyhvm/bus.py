@@ -9,10 +9,14 @@ as all ones and drops writes, as on a PC, and is counted so a trace can show it.
 from __future__ import annotations
 
 import bisect
+import logging
 from collections import Counter
 from dataclasses import dataclass
 
 from .devices.base import Device
+
+
+log = logging.getLogger(__name__)
 
 
 class BusError(ValueError):
@@ -57,6 +61,28 @@ class Bus:
         self._bases.insert(index, base)
         self._mappings.insert(index, Mapping(base, size, device, name or type(device).__name__))
         self._refresh_dense()
+
+    def place(self, base: int, size: int, device: Device, name: str = "") -> bool:
+        """Map a range the guest chose (a PCI BAR, a decode enable).
+
+        Unlike `register`, a clash is the guest's doing, not a wiring bug: the range is left
+        not decoding, one line is logged, and the machine runs on (on real hardware the
+        result of overlapping BARs is undefined, not fatal).
+        """
+        try:
+            self.register(base, size, device, name)
+        except BusError as err:
+            log.warning("guest placed %s where it cannot decode: %s", name or device, err)
+            return False
+        return True
+
+    def unplace(self, base: int, device: Device) -> None:
+        """Undo `place`: unmap `device` at `base` if it is mapped there (a placement that
+        failed left nothing to undo, and another device's mapping is never touched)."""
+        index = bisect.bisect_left(self._bases, base)
+        if (index < len(self._bases) and self._bases[index] == base
+                and self._mappings[index].device == device):
+            self.unregister(base)
 
     def unregister(self, base: int) -> None:
         index = bisect.bisect_left(self._bases, base)

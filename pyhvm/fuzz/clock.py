@@ -1,7 +1,7 @@
 """A virtual clock for fuzzing: time moves only when the harness says, timers run in order.
 
-It keeps cancelled timers in its heap until their deadline, as the machine's event loop does
-(pyhvm/runtime/eventloop.py), so a device that keeps cancelling and re-arming far-future
+It keeps cancelled timers in its heap and purges them by the same rule as the machine's event
+loop (pyhvm/runtime/eventloop.py), so a device that keeps cancelling and re-arming far-future
 timers shows up here as the same growth it would cause in a real run.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from typing import Callable
+
+from ..runtime.eventloop import MIN_CANCELLED_TO_PURGE
 
 Callback = Callable[[], None]
 # More callbacks than this at one virtual instant: a timer that re-arms at `now` (the event
@@ -24,13 +26,16 @@ class TimerStorm(Exception):
 
 
 class _Timer:
-    __slots__ = ("cancelled",)
+    __slots__ = ("cancelled", "_clock")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: "VirtualClock") -> None:
         self.cancelled = False
+        self._clock = clock
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self._clock._timer_cancelled()
 
 
 class VirtualClock:
@@ -40,6 +45,7 @@ class VirtualClock:
         self.now = start_ns
         self._queue: list[tuple[int, int, _Timer, Callback]] = []
         self._seq = itertools.count()
+        self._cancelled_in_heap = 0
         self.callbacks = 0
 
     def now_ns(self) -> int:
@@ -48,7 +54,7 @@ class VirtualClock:
     def call_at(self, deadline_ns: int, callback: Callback) -> _Timer:
         if not isinstance(deadline_ns, int):
             raise TypeError(f"timer deadline {deadline_ns!r} is not an int")
-        timer = _Timer()
+        timer = _Timer(self)
         heapq.heappush(self._queue, (deadline_ns, next(self._seq), timer, callback))
         return timer
 
@@ -64,6 +70,7 @@ class VirtualClock:
         while queue and queue[0][0] <= target:
             deadline, _, timer, callback = heapq.heappop(queue)
             if timer.cancelled:
+                self._cancelled_in_heap = max(0, self._cancelled_in_heap - 1)
                 continue
             self.now = max(self.now, deadline)
             if self.now == instant:
@@ -80,6 +87,14 @@ class VirtualClock:
             run(callback)
         self.now = max(self.now, target)
         return ran
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_in_heap += 1
+        if (self._cancelled_in_heap >= MIN_CANCELLED_TO_PURGE
+                and 2 * self._cancelled_in_heap >= len(self._queue)):
+            self._queue = [entry for entry in self._queue if not entry[2].cancelled]
+            heapq.heapify(self._queue)
+            self._cancelled_in_heap = 0
 
     def live(self) -> int:
         """Timers armed and not cancelled."""

@@ -237,17 +237,17 @@ def add_ide(t: Target, p: Profile, chipset: PcChipset, lines: tuple[object, obje
     def decode_changed(channel: int, enabled: bool) -> None:
         for base, size, device, name in legacy[2 * channel:2 * channel + 2]:
             if enabled:
-                pio.register(base, size, device, name)
+                pio.place(base, size, device, name)
             else:
-                pio.unregister(base)
+                pio.unplace(base, device)
 
     def bar_changed(index: int, old: int | None, new: int | None) -> None:
         if index != 4:
             return
         if old is not None:
-            pio.unregister(old)
+            pio.unplace(old, ide.bmide_port)
         if new is not None:
-            pio.register(new, 16, ide.bmide_port, "ide-bus-master")
+            pio.place(new, 16, ide.bmide_port, "ide-bus-master")
 
     function.on_decode_change = decode_changed
     function.on_bar_change = bar_changed
@@ -299,10 +299,10 @@ def add_nic(t: Target, p: Profile, host: PciHost, intx: object | None = None) ->
     def bar_changed(index: int, old: int | None, new: int | None) -> None:
         bus = t.pio if index == 0 else t.mmio
         if old is not None:
-            bus.unregister(old)
+            bus.unplace(old, model.register_port)
         if new is not None:
-            bus.register(new, 256, model.register_port, "rtl8139" if index == 0 else
-                         "rtl8139-mmio")
+            bus.place(new, 256, model.register_port, "rtl8139" if index == 0 else
+                      "rtl8139-mmio")
 
     def firmware_setup() -> None:
         function.config_write(0x10, 4, NIC_IO_BASE)

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ..backends.display.frame import Frame
-from ..bus import BusError
 from ..devices import vga_bios
 from ..devices.vga import (DEFAULT_VRAM_SIZE, LFB_BAR, MMIO_BAR, MMIO_SIZE, StdVga, StdVgaPci,
                            check_vram_size)
@@ -255,13 +254,8 @@ class VgaDisplay:
                                                    "vga-lfb")
 
     def _register(self, base: int, size: int, device: object, name: str) -> int | None:
-        try:
-            self.machine.buses.mmio.register(base, size, device, name)  # type: ignore[arg-type]
-        except BusError as err:
-            log.warning("guest moved the VGA's %s over another device; it does not decode "
-                        "(%s)", name, err)
-            return None
-        return base
+        placed = self.machine.buses.mmio.place(base, size, device, name)  # type: ignore[arg-type]
+        return base if placed else None
 
     def _mapping_changed(self) -> None:
         """The legacy window's mapping may have changed: share it or trap it (shared only)."""

@@ -219,17 +219,17 @@ class Machine:
         def decode_changed(channel: int, enabled: bool) -> None:
             for base, size, device, name in legacy[2 * channel:2 * channel + 2]:
                 if enabled:
-                    pio.register(base, size, device, name)
+                    pio.place(base, size, device, name)
                 else:
-                    pio.unregister(base)
+                    pio.unplace(base, device)
 
         def bar_changed(index: int, old: int | None, new: int | None) -> None:
             if index != BMIBA_BAR:
                 return
             if old is not None:
-                pio.unregister(old)
+                pio.unplace(old, self.ide.bmide_port)
             if new is not None:
-                pio.register(new, 16, self.ide.bmide_port, "ide-bus-master")
+                pio.place(new, 16, self.ide.bmide_port, "ide-bus-master")
 
         function.on_decode_change = decode_changed
         function.on_bar_change = bar_changed

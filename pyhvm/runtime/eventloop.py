@@ -20,18 +20,28 @@ Callback = Callable[[], None]
 # Due timers run per pass before file descriptors get another look: a guest that makes its
 # devices' timers fire as fast as they can still cannot starve console input or a stop.
 MAX_TIMERS_PER_PASS = 256
+# Cancelled timers stay in the heap until they surface. A guest can re-arm far-future
+# timers in a loop (RTC alarm toggles, RTL8139 TCTR writes), so once cancelled entries are
+# this many and at least half the heap, the heap is rebuilt without them (as asyncio does).
+MIN_CANCELLED_TO_PURGE = 64
 
 
 class Timer:
-    __slots__ = ("deadline_ns", "callback", "cancelled")
+    __slots__ = ("deadline_ns", "callback", "cancelled", "_loop")
 
-    def __init__(self, deadline_ns: int, callback: Callback) -> None:
+    def __init__(self, deadline_ns: int, callback: Callback,
+                 loop: "EventLoop | None" = None) -> None:
         self.deadline_ns = deadline_ns
         self.callback = callback
         self.cancelled = False
+        self._loop = loop
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        if self._loop is not None:
+            self._loop._timer_cancelled()
 
 
 class EventLoop:
@@ -43,6 +53,7 @@ class EventLoop:
         self._timers: list[tuple[int, int, Timer]] = []
         self._timers_lock = threading.Lock()
         self._seq = itertools.count()
+        self._cancelled_in_heap = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._calls: list[Callback] = []
@@ -55,7 +66,7 @@ class EventLoop:
         return time.monotonic_ns()
 
     def call_at(self, deadline_ns: int, callback: Callback) -> Timer:
-        timer = Timer(deadline_ns, callback)
+        timer = Timer(deadline_ns, callback, self)
         with self._timers_lock:
             earliest = not self._timers or deadline_ns < self._timers[0][0]
             heapq.heappush(self._timers, (deadline_ns, next(self._seq), timer))
@@ -64,6 +75,21 @@ class EventLoop:
         return timer
 
     _thread_ident: int | None = None
+
+    def _timer_cancelled(self) -> None:
+        with self._timers_lock:
+            self._cancelled_in_heap += 1
+            if (self._cancelled_in_heap >= MIN_CANCELLED_TO_PURGE
+                    and 2 * self._cancelled_in_heap >= len(self._timers)):
+                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+                heapq.heapify(self._timers)
+                self._cancelled_in_heap = 0
+
+    @property
+    def pending_timers(self) -> int:
+        """Timers in the heap, cancelled ones not yet purged included (for tests and stats)."""
+        with self._timers_lock:
+            return len(self._timers)
 
     # --- from any thread -----------------------------------------------------------------
     def wake(self) -> None:
@@ -126,8 +152,9 @@ class EventLoop:
                 if not self._timers or self._timers[0][0] > now:
                     return
                 _, _, timer = heapq.heappop(self._timers)
-            if timer.cancelled:
-                continue
+                if timer.cancelled:
+                    self._cancelled_in_heap = max(0, self._cancelled_in_heap - 1)
+                    continue
             self.timer_callbacks += 1
             with self._device_lock:
                 timer.callback()

@@ -67,3 +67,37 @@ def test_a_timer_storm_cannot_starve_file_descriptors() -> None:
     os.close(w)
     assert seen == [b"x"]
     assert fired[0] <= 2 * MAX_TIMERS_PER_PASS
+
+
+def test_cancelled_far_future_timers_do_not_pile_up() -> None:
+    """A guest re-arming a far-future timer in a loop must not grow the heap without bound."""
+    loop = EventLoop(threading.Lock())
+    try:
+        far = loop.now_ns() + 10**12
+        timer = loop.call_at(far, lambda: None)
+        for _ in range(10_000):
+            timer.cancel()
+            timer = loop.call_at(far, lambda: None)
+        assert loop.pending_timers < 200
+        ran: list[int] = []
+        loop.call_at(loop.now_ns(), lambda: ran.append(1))
+        loop._run_due_timers()
+        assert ran == [1]
+    finally:
+        loop.close()
+
+
+def test_purge_keeps_live_timers_in_order() -> None:
+    loop = EventLoop(threading.Lock())
+    try:
+        now = loop.now_ns()
+        order: list[int] = []
+        live = [loop.call_at(now - 1000 + i, lambda i=i: order.append(i)) for i in range(10)]
+        for _ in range(500):
+            loop.call_at(now + 10**12, lambda: None).cancel()
+        assert loop.pending_timers < 100
+        loop._run_due_timers()
+        assert order == list(range(10))
+        assert all(not t.cancelled for t in live)
+    finally:
+        loop.close()
