@@ -229,6 +229,9 @@ def run_guest(kernel: Path, config: Config,
             sample["offered_pps"] = round((config.rx_frames - 1) / seconds) if seconds else 0
         else:
             sample["peer_received"] = counts.received
+            if mode == "sink":  # every frame the guest sent should reach the peer
+                sample["lost_pct"] = round(100.0 * max(0, sample["sent"] - counts.received)
+                                           / sample["sent"], 2)
         return sample, run.output
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -240,7 +243,8 @@ def run_config(kernel: Path, config: Config) -> dict[str, float]:
 
 # --- summaries ----------------------------------------------------------------------------
 RX_FIGURES = ("pps", "loss_pct", "got", "offered_pps", "wire_dropped", "nic_missed")
-FIGURES = {"tx64": ("mbps", "pps"), "tx1514": ("mbps", "pps"), "rx64": RX_FIGURES,
+TX_FIGURES = ("mbps", "pps", "lost_pct")
+FIGURES = {"tx64": TX_FIGURES, "tx1514": TX_FIGURES, "rx64": RX_FIGURES,
            "rx": RX_FIGURES, "echo": ("rtt_p50_us", "rtt_p99_us")}
 RATIO_FIGURES = ("mbps", "pps", "rtt_p50_us", "rtt_p99_us")  # compared with QEMU
 
@@ -551,7 +555,9 @@ def render_breakdown(entries: Sequence[dict[str, Any]]) -> list[str]:
 
 # --- the table ----------------------------------------------------------------------------
 ROWS = (("tx64", "mbps", "TX 64 B, Mbit/s"), ("tx64", "pps", "TX 64 B, frames/s"),
+        ("tx64", "lost_pct", "TX 64 B lost before the peer, %"),
         ("tx1514", "mbps", "TX 1514 B, Mbit/s"), ("tx1514", "pps", "TX 1514 B, frames/s"),
+        ("tx1514", "lost_pct", "TX 1514 B lost before the peer, %"),
         ("rx64", "offered_pps", "RX 64 B offered, frames/s"),
         ("rx64", "pps", "RX 64 B delivered, frames/s"), ("rx64", "loss_pct", "RX 64 B lost, %"),
         ("rx", "offered_pps", "RX 1514 B offered, frames/s"),
