@@ -32,7 +32,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         description="Boot a guest kernel. The exit status is the guest's debug-exit status "
                     "((V << 1) | 1 for a write of V to port 0xF4), 0 if the guest reset the "
                     "machine under --no-reboot, 2 if the guest died, 4 if pyhvm could not run "
-                    "it, 124 on --max-seconds, 130 on Ctrl-C.")
+                    "it, 6 if a device process failed under --device-process-failure=stop, "
+                    "124 on --max-seconds, 130 on Ctrl-C.")
     run.add_argument("--kernel", "-kernel", metavar="FILE",
                      help="Multiboot ELF32 or Linux bzImage to boot directly (no firmware); "
                           "without it, the firmware boots from the disks")
@@ -123,6 +124,17 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--debugcon", "-debugcon", metavar="file:PATH|stdio|none",
                      help="the firmware's debug log (SeaBIOS writes it to port 0x402): to a "
                           "file or stderr; with -v and no --debugcon it goes to the log")
+    run.add_argument("--device-process", metavar="NAME[,NAME...][,KEY=VALUE...]",
+                     help="run these device models in a separate, sandboxed process, reached "
+                          "through a shared-memory request ring (Xen's qemu-dm placement): "
+                          "uart, pic (8259 pair and PIT; needs --irqchip user), ide; knobs "
+                          "deadline=S (default 1), spin=US (default 0), post=on|off, "
+                          "seccomp=kill|errno|off")
+    run.add_argument("--device-process-failure", choices=("fail-device", "stop"),
+                     default="fail-device",
+                     help="when the device process dies or misses the deadline: its devices "
+                          "fail as absent hardware (reads all ones, no interrupts) and the VM "
+                          "runs on (default), or the VM stops with exit status 6")
     run.add_argument("-v", "--verbose", action="store_true", help="log device activity")
     run.set_defaults(func=_cmd_run)
 
@@ -169,7 +181,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                vga=args.vga, vga_mem=args.vga_mem, displays=displays,
                                trace=args.trace,
                                trace_events=tuple(e for e in args.trace_events.split(",") if e),
-                               bios=bios, boot=args.boot, debugcon=args.debugcon)
+                               bios=bios, boot=args.boot, debugcon=args.debugcon,
+                               device_process=args.device_process,
+                               device_process_failure=args.device_process_failure)
         machine = Machine(config)
     except HostError as err:
         print(f"pyhvm: {err}", file=sys.stderr)

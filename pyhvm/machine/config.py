@@ -89,6 +89,8 @@ class MachineConfig:
     bios: str | None = None  # --bios ROM: boot through firmware (machine/firmware.py)
     boot: str | None = None  # --boot order=...,menu=...,reboot-timeout=... (QEMU's -boot)
     debugcon: str | None = None  # --debugcon file:PATH|stdio|none: the firmware's log port
+    device_process: str | None = None  # --device-process NAME[,NAME...][,KEY=VALUE] (devproc/)
+    device_process_failure: str = "fail-device"  # or "stop" (exit status 6)
     debug_exit_port: int = 0xF4
     debug_exit_size: int = 4
 

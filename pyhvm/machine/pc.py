@@ -27,7 +27,7 @@ from ..devices.misc import PostCode
 from ..devices.port92 import PORT as PORT92, Port92
 from ..devices.ata_disk import AtaDisk
 from ..devices.ide import PiixIde
-from ..devices.pci_chipset import I440fxHostBridge, build_pc_chipset
+from ..devices.pci_chipset import I440fxHostBridge, Piix3Ide, build_pc_chipset
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.uart16550 import Uart16550
 from ..kvm import Kvm, KvmError
@@ -77,6 +77,7 @@ EXIT_GUEST_DIED = 2        # triple fault, emulation failure, failed entry
 EXIT_HOST_ERROR = 4        # pyhvm could not run the guest (configuration, host, or a bug)
 EXIT_TIMEOUT = 124         # --max-seconds ran out (the `timeout` command's convention)
 EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
+EXIT_DEVICE_FAILED = 6     # a device process died or hung, under --device-process-failure=stop
 
 PAUSE_TIMEOUT_S = 2.0      # how long pause() waits for the vCPUs to leave the guest
 # A machine event's listener: (QMP event name, its data). Called from any thread, even a
@@ -128,7 +129,12 @@ class Machine:
             raise ConfigError(f"--lost-tick-policy {config.lost_tick_policy!r}: use one of "
                               f"{', '.join(LOST_TICK_POLICIES)}")
         self.recorder = _open_recorder(config)
-        self.memory = _allocate_memory(config.memory, config.mem_backing)
+        from ..devproc import host as devproc_host  # --device-process (pyhvm/devproc/)
+
+        devproc = devproc_host.options_from_config(config)
+        self.memory = _allocate_memory(config.memory, config.mem_backing if devproc is None else
+                                       devproc_host.shared_backing(config.mem_backing,
+                                                                   devproc.groups))
         self.vga_config = parse_vga(config.vga, config.vga_mem)
         if self.firmware is not None:  # the first MiB follows the PAM registers
             self.firmware.map_memory(self.vm, self.memory, I440fxHostBridge().pam_regions())
@@ -144,9 +150,16 @@ class Machine:
         trace_line = None
         if self.recorder is not None and self.recorder.wants("irq"):
             trace_line = functools.partial(_traced_line, recorder=self.recorder)
-        self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,
-                                      self.io_lock, config.lost_tick_policy, trace_line)
+        self.devproc = None if devproc is None else \
+            devproc_host.for_machine(devproc, self, EXIT_DEVICE_FAILED)
+        if self.devproc is not None and self.devproc.hosts("pic"):
+            self.irqchip = self.devproc.irqchip(self.buses.pio)
+        else:
+            self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,
+                                          self.io_lock, config.lost_tick_policy, trace_line)
         self._wire_devices()
+        if self.devproc is not None:
+            self.devproc.start()  # before any vCPU runs; wiring's requests wait in the ring
         self.displays = Displays(self.loop, self.io_lock, self.vga, self.i8042, config.displays)
         self.vcpus = [self._create_vcpu(i) for i in range(config.cpus)]
         self.runners = [self._new_runner(vcpu) for vcpu in self.vcpus]
@@ -161,7 +174,10 @@ class Machine:
 
     def _wire_devices(self) -> None:
         pio = self.buses.pio
-        self.uart = Uart16550(self._line(COM1_IRQ), self.console.write)
+        if self.devproc is not None and self.devproc.hosts("uart"):
+            self.uart = self.devproc.uart(self.console, self._line(COM1_IRQ))
+        else:
+            self.uart = Uart16550(self._line(COM1_IRQ), self.console.write)
         pio.register(COM1_BASE, 8, self.uart, "com1")
         debug_exit = DebugExit(self._debug_exit)
         pio.register(self.config.debug_exit_port, self.config.debug_exit_size, debug_exit,
@@ -199,20 +215,14 @@ class Machine:
         if config.ide_dma not in IDE_DMA_MODES:
             raise ConfigError(f"--ide-dma {config.ide_dma!r}: use sync or concurrent")
         self.disk_images = [RawImage(d.file, readonly=d.readonly) for d in config.drives]
-        disks = {(d.index // 2, d.index % 2): AtaDisk(image, serial=f"PYHVM{d.index:04d}")
-                 for d, image in zip(config.drives, self.disk_images)}
-        ide_id = TRACE_DEVICES.index("ide")
-        if config.ide_dma == "sync":
-            self.disk_executor: SyncDiskExecutor | ConcurrentDiskExecutor = \
-                SyncDiskExecutor(self.memory, self.recorder, ide_id)
-        else:
-            self.disk_executor = ConcurrentDiskExecutor(
-                self.memory, WorkerPool(self.io_lock, threads=2, name="ide"), self.recorder,
-                ide_id)
         function = self.chipset.ide
-        self.ide = PiixIde(self.memory, self.disk_executor, self._line(IDE_IRQS[0]),
-                           self._line(IDE_IRQS[1]), disks,
-                           bus_master_enabled=lambda: function.bus_master_enabled)
+        if self.devproc is not None and self.devproc.hosts("ide"):
+            self.ide = self.devproc.ide(self.memory, config.drives,
+                                        [image.fd for image in self.disk_images],
+                                        [self._line(irq) for irq in IDE_IRQS],
+                                        lambda: function.bus_master_enabled)
+        else:
+            self._wire_local_ide(function)
         function.on_command_change = lambda command: self.ide.bus_master_changed()
         legacy = self.ide.legacy_ports()
 
@@ -234,6 +244,23 @@ class Machine:
         function.on_decode_change = decode_changed
         function.on_bar_change = bar_changed
         self._firmware_pci_setup()
+
+    def _wire_local_ide(self, function: Piix3Ide) -> None:
+        """The IDE model in this process, with the --ide-dma placement's executor."""
+        config = self.config
+        disks = {(d.index // 2, d.index % 2): AtaDisk(image, serial=f"PYHVM{d.index:04d}")
+                 for d, image in zip(config.drives, self.disk_images)}
+        ide_id = TRACE_DEVICES.index("ide")
+        if config.ide_dma == "sync":
+            self.disk_executor: SyncDiskExecutor | ConcurrentDiskExecutor = \
+                SyncDiskExecutor(self.memory, self.recorder, ide_id)
+        else:
+            self.disk_executor = ConcurrentDiskExecutor(
+                self.memory, WorkerPool(self.io_lock, threads=2, name="ide"), self.recorder,
+                ide_id)
+        self.ide = PiixIde(self.memory, self.disk_executor, self._line(IDE_IRQS[0]),
+                           self._line(IDE_IRQS[1]), disks,
+                           bus_master_enabled=lambda: function.bus_master_enabled)
 
     def _firmware_pci_setup(self) -> None:
         """What firmware leaves for a directly booted kernel (SeaBIOS does the same): the
@@ -364,6 +391,8 @@ class Machine:
             "timer_callbacks": self.loop.timer_callbacks,
         }
         result.update(self.irqchip.stats())
+        if self.devproc is not None:
+            result["device_process"] = self.devproc.stats()
         result["memory"] = self.memory.host_stats()
         if self.nic is not None:
             result["nic"] = self.nic.stats()
@@ -510,6 +539,8 @@ class Machine:
     def close(self) -> None:
         if getattr(self, "displays", None) is not None:
             self.displays.close()  # first: png:PATH writes the last screen
+        if getattr(self, "devproc", None) is not None:
+            self.devproc.close()
         if getattr(self, "nic", None) is not None:
             self.nic.close()
         if getattr(self, "vga", None) is not None:
