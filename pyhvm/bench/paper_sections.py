@@ -215,8 +215,11 @@ def net_headline(result: dict[str, Any]) -> dict[str, Any]:
     ratios = result.get("ratios", {})
     also = [{"what": "echo round trip p99, poll over event", "unit": "x",
              "value": ratios.get("rtt_p99_us_poll_over_event")},
-            {"what": "RX frames/s (1514 B, unpaced), event over poll", "unit": "x",
+            {"what": "RX frames/s (1514 B), event over poll", "unit": "x",
              "value": ratios.get("rx_pps_event_over_poll")}]
+    if "rx64_pps_event_over_poll" in ratios:
+        also.append({"what": "RX frames/s (64 B), event over poll", "unit": "x",
+                     "value": ratios["rx64_pps_event_over_poll"]})
     for name, unit in (("tx64_pps_event_over_qemu", "x"), ("rx_pps_event_over_qemu", "x")):
         if name in ratios:
             also.append({"what": name.replace("_", " "), "unit": unit, "value": ratios[name]})

@@ -226,7 +226,8 @@ def ide_timeline(entry: dict[str, Any], quick: bool) -> Plot | None:
 
 def net_throughput(entry: dict[str, Any], quick: bool) -> Plot | None:
     by = {(r["config"]["variant"], r["config"]["test"]): r["metrics"] for r in _runs(entry)}
-    groups = [("tx64", "TX 64 B"), ("tx1514", "TX 1514 B"), ("rx", "RX 1514 B")]
+    groups = [("tx64", "TX 64 B"), ("tx1514", "TX 1514 B"), ("rx64", "RX 64 B"),
+              ("rx", "RX 1514 B")]
     groups = [(t, label) for t, label in groups
               if any(by.get((v, t), {}).get("pps") is not None for v in ("event", "poll"))]
     if not groups:
