@@ -344,8 +344,8 @@ SECTIONS: tuple[Section, ...] = (
         before="--ide-dma sync", after="--ide-dma concurrent",
         # quick: no QEMU here, its eight slow boots would double CI's smoke run
         quick={"reps": 1, "mb": 1, "sizes": (64,), "qemu": False},
-        full={"reps": 3, "mb": 8, "sizes": (4, 64, 32768), "qemu": True},
-        headline=ide_headline, estimate_s=(8, 170),
+        full={"reps": 3, "mb": 8, "sizes": (64, 32768), "qemu": True},
+        headline=ide_headline, estimate_s=(8, 120),
         trace=TracePlan("scenario=disk-overlap size=32768 mb=256", ("--ide-dma", "sync"),
                         ("--ide-dma", "concurrent"), "exits,irq,devices,rip", "disk")),
     Section(
@@ -365,8 +365,9 @@ SECTIONS: tuple[Section, ...] = (
                     "and the device model scans it, instead of trapping every write: "
                     "\"several times\" faster.", "several x (>= 2x)", 2.0),
         before="--vga-mem trap", after="--vga-mem shared",
-        quick={"reps": 1, "qemu": True, "quick": True}, full={"reps": 3, "qemu": True},
-        headline=vga_headline, estimate_s=(25, 120),
+        quick={"reps": 1, "qemu": True, "quick": True},
+        full={"reps": 3, "qemu": True, "ms": 500},
+        headline=vga_headline, estimate_s=(15, 90),
         trace=TracePlan("", ("--vga-mem", "trap"), ("--vga-mem", "shared"),
                         append_attr="PAPER_TRACE_APPEND")),
     Section(
@@ -377,9 +378,9 @@ SECTIONS: tuple[Section, ...] = (
         before="each RAM backing", after="the best one",
         quick={"reps": 1, "params": FromModule("QUICK"), "workloads": ("touch-4k", "ptchurn"),
                "backings": ("anon", "anon+thp"), "qemu": False, "dirty_log": False},
-        full={"reps": 3, "workloads": ("touch-4k", "random-4k", "ptchurn"),
+        full={"reps": 3, "workloads": ("touch-4k", "ptchurn"),
               "backings": ("anon", "anon+thp"), "qemu": True},
-        headline=mem_headline, estimate_s=(12, 150)),
+        headline=mem_headline, estimate_s=(12, 100)),
     Section(
         name="exits", title="Exit cost", kind="context", module="pyhvm.bench.exits",
         claim=Claim("The paper's tools recorded every VM exit with its reason and cost; "
