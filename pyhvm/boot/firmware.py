@@ -166,6 +166,95 @@ def linux_fw_cfg_items(image: bytes, cmdline: str, initrd: bytes | None,
     return items
 
 
+# QEMU's multiboot option ROM (pc-bios/optionrom/multiboot.S) and the layout QEMU's
+# hw/i386/multiboot.c gives it: the ROM copies KERNEL_DATA to KERNEL_ADDR and the 88-byte
+# Multiboot information (INITRD_DATA) to INITRD_ADDR, writes the BIOS's e820 map at 0x9000
+# and the memory sizes into that information, and enters KERNEL_ENTRY in 32-bit protected
+# mode with EAX = 0x2BADB002, EBX = the information. KERNEL_DATA is the kernel's image from
+# its lowest to its highest loaded byte, page-aligned, then the module list, command lines
+# and loader name, then each module, page-aligned.
+MULTIBOOT_ROM = "multiboot_dma.bin"
+MB_MMAP_ADDR = 0x9000
+MB_INFO_ADDR = MB_MMAP_ADDR + 0x500
+MB_INFO_SIZE = 88
+MB_LOWEST_LOAD = 0x10000  # below this the ROM keeps its own data (0x9000-0x9558)
+MB_INFO_FLAGS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9)
+MB_BOOT_DEVICE = 0x8000FFFF  # first BIOS disk, no partition (what QEMU passes)
+MB_MODULE_ENTRY = 16
+MB_LOADER_NAME = "pyhvm"
+PAGE = 4096
+
+
+def _page_align(value: int) -> int:
+    return (value + PAGE - 1) & ~(PAGE - 1)
+
+
+def multiboot_fw_cfg_items(image: bytes, kernel_name: str, cmdline: str,
+                           modules: list[tuple[bytes, str]], low_ram_size: int) -> KernelItems:
+    """fw_cfg items for QEMU's multiboot option ROM to load a Multiboot 1 kernel (ELF32 or
+    the a.out kludge) and its modules; every address is checked against low RAM first."""
+    from ..devices import fw_cfg as f
+    from .multiboot import FLAG_AOUT_KLUDGE, aout_segments, elf_segments, find_header
+
+    header_offset, flags = find_header(image)
+    if flags & FLAG_AOUT_KLUDGE:
+        entry, segments = aout_segments(image, header_offset)
+    else:
+        entry, segments = elf_segments(image)
+    low = min(seg.paddr for seg in segments)
+    high = max(seg.paddr + seg.memsz for seg in segments)
+    if low < MB_LOWEST_LOAD:
+        raise BootImageError(f"Multiboot kernel loads at {low:#x}, below {MB_LOWEST_LOAD:#x} "
+                             "where the firmware's option ROM keeps its data")
+    if not any(seg.paddr <= entry < seg.paddr + seg.memsz for seg in segments):
+        raise BootImageError(f"entry point {entry:#x} is not inside a loaded segment")
+    data = bytearray(_page_align(high - low))
+    for seg in segments:
+        start = seg.paddr - low
+        data[start:start + seg.filesz] = image[seg.file_offset:seg.file_offset + seg.filesz]
+    mod_list_at = len(data)
+    kernel_line = f"{kernel_name} {cmdline}".encode() + b"\0"
+    names = [name.encode() + b"\0" for _, name in modules]
+    strings = b"".join(names) + kernel_line
+    loader = MB_LOADER_NAME.encode() + b"\0"
+    strings_at = mod_list_at + MB_MODULE_ENTRY * len(modules)
+    data += bytes(MB_MODULE_ENTRY * len(modules)) + strings + loader
+    data += bytes(_page_align(len(data)) - len(data))
+    name_at = strings_at
+    for index, (module, name) in enumerate(modules):
+        start = len(data)
+        data += module + bytes(_page_align(len(module)) - len(module))
+        struct.pack_into("<IIII", data, mod_list_at + MB_MODULE_ENTRY * index, low + start,
+                         low + start + len(module), low + name_at, 0)
+        name_at += len(names[index])
+    if low + len(data) > low_ram_size - ACPI_DATA_SIZE:
+        raise BootImageError(f"Multiboot kernel and modules ({len(data)} bytes from {low:#x}) "
+                             "do not fit in guest RAM; give more memory with -m")
+    info = bytearray(MB_INFO_SIZE)
+    struct.pack_into("<I", info, 0, MB_INFO_FLAGS)
+    struct.pack_into("<IIII", info, 12, MB_BOOT_DEVICE, low + name_at, len(modules),
+                     low + mod_list_at)
+    struct.pack_into("<I", info, 48, MB_MMAP_ADDR)
+    struct.pack_into("<I", info, 64, low + strings_at + len(strings))
+    items = KernelItems()
+    items.keys.update({
+        f.FW_CFG_KERNEL_ENTRY: struct.pack("<I", entry),
+        f.FW_CFG_KERNEL_ADDR: struct.pack("<I", low),
+        f.FW_CFG_KERNEL_SIZE: struct.pack("<I", len(data)),
+        f.FW_CFG_KERNEL_DATA: bytes(data),
+        f.FW_CFG_INITRD_ADDR: struct.pack("<I", MB_INFO_ADDR),
+        f.FW_CFG_INITRD_SIZE: struct.pack("<I", MB_INFO_SIZE),
+        f.FW_CFG_INITRD_DATA: bytes(info),
+    })
+    rom_path = find_option_rom(MULTIBOOT_ROM)
+    if rom_path is None:
+        raise FirmwareError(f"booting a Multiboot --kernel through firmware needs QEMU's "
+                            f"{MULTIBOOT_ROM} (apt-get install qemu-system-data), or drop "
+                            "--bios to boot it directly")
+    items.files[f"genroms/{MULTIBOOT_ROM}"] = read_file(rom_path, "option ROM", ROM_MAX)
+    return items
+
+
 def is_linux_image(image: bytes) -> bool:
     return len(image) > 0x206 and image[0x202:0x206] == b"HdrS"
 

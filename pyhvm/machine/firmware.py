@@ -19,9 +19,16 @@ A segment's four PAM states (82441FX datasheet, PAM registers) map to slots as f
 
     RE WE   slot                        exits
     1  1    RAM, read-write             none
-    1  0    RAM, read-only              writes: dropped by the window
+    1  0    RAM (see below)             none
     0  0    ROM, read-only (E/F segs)   writes: dropped; C/D segments: reads 0xFF
     0  1    none                        reads from the ROM (or 0xFF), writes to the RAM
+
+Read-only shadow RAM (RE without WE, what SeaBIOS leaves over itself and the option ROMs)
+is mapped writable, as QEMU maps it under KVM: KVM's instruction emulator cannot finish a
+segment load whose descriptor lives in a read-only slot (the CPU sets the descriptor's
+accessed bit; KVM retries the write forever instead of dropping it), and option ROMs keep
+their GDTs there (QEMU's multiboot and linuxboot ROMs do). `RE_ONLY_SLOT_WRITABLE` says so;
+the window still drops such writes if a segment is ever served by MMIO.
 
 Host-side DMA (IDE, fw_cfg) into 0xC0000-0xFFFFF always reaches the shadow RAM, whatever
 PAM says: a PC's DMA goes to DRAM there too only when the segment's write enable is set, a
@@ -40,8 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..boot.firmware import (DEFAULT_BIOS, LINUXBOOT_ROM, FirmwareError, Rom, is_linux_image, linux_fw_cfg_items,
-                             load_rom)
+from ..boot.firmware import (DEFAULT_BIOS, FirmwareError, KernelItems, Rom, is_linux_image,
+                             linux_fw_cfg_items, load_rom, multiboot_fw_cfg_items)
 from ..boot.image import read_file
 from ..devices import fw_cfg as f
 from ..devices.base import check_access_size
@@ -75,6 +82,8 @@ BOOT_ORDER_LETTERS = {"a": 1, "c": 2, "d": 3, "n": 4}  # QEMU's -boot order= to 
 
 VGA_ROM = "vgabios-stdvga.bin"  # SeaVGABIOS for the std VGA (Debian package seabios)
 VGA_VENDOR_ID, VGA_DEVICE_ID = 0x1234, 0x1111  # QEMU's std VGA, as pyhvm's VGA is
+
+RE_ONLY_SLOT_WRITABLE = True  # see the module docstring: KVM and descriptors in ROM
 
 # Backings a PAM segment can have.
 RAM, RAM_READONLY, ROM, NOTHING = "ram", "ram-readonly", "rom", "none"
@@ -273,7 +282,8 @@ class FirmwareMemory:
             self._backing[region.base] = backing
             self.remaps += 1
             if backing in (RAM, RAM_READONLY):
-                flags = kc.KVM_MEM_READONLY if backing == RAM_READONLY else 0
+                read_only = backing == RAM_READONLY and not RE_ONLY_SLOT_WRITABLE
+                flags = kc.KVM_MEM_READONLY if read_only else 0
                 self._vm.set_user_memory_region(slot, region.base, region.size,
                                                 self._low.host_address + region.base, flags)
             elif backing == ROM:
@@ -295,6 +305,7 @@ class FirmwareMemory:
 def build_fw_cfg(memory: GuestMemory, *, memory_size: int, cpus: int, boot: BootOptions,
                  drive_indexes: list[int], graphics: bool, kernel: str | None = None,
                  append: str = "", initrd: str | None = None,
+                 modules: list[str] | None = None,
                  kernel_limit: int = 256 << 20) -> f.FwCfg:
     """The fw_cfg items QEMU's PC gives SeaBIOS, for this machine."""
     dev = f.FwCfg(memory)
@@ -310,24 +321,37 @@ def build_fw_cfg(memory: GuestMemory, *, memory_size: int, cpus: int, boot: Boot
     dev.add_file("etc/boot-fail-wait",
                  struct.pack("<I", boot.reboot_timeout_ms & 0xFFFFFFFF))
     order = ide_bootorder(drive_indexes) if boot.order.startswith("c") else b""
-    if kernel is not None:  # the option ROM that boots it comes first, as on QEMU
-        order = f"/rom@genroms/{LINUXBOOT_ROM}\n".encode() + order.rstrip(b"\0") + b"\0"
-    if order:
-        dev.add_file("bootorder", order)
     if kernel is not None:
-        image = read_file(kernel, "kernel", kernel_limit)
-        if not is_linux_image(image):
-            raise FirmwareError(f"--kernel {kernel!r} with --bios: SeaBIOS boots only a Linux "
-                                "bzImage from fw_cfg here (QEMU's multiboot option ROM is not "
-                                "wired up); drop --bios to boot it directly, or boot it from a "
-                                "disk with GRUB")
-        initrd_data = read_file(initrd, "initrd", kernel_limit) if initrd else None
-        items = linux_fw_cfg_items(image, append, initrd_data, min(memory_size, LOW_RAM_TOP))
+        items = kernel_items(kernel, append, initrd, modules or [],
+                             min(memory_size, LOW_RAM_TOP), kernel_limit)
         for key, data in items.keys.items():
             dev.add_bytes(key, data)
         for name, data in items.files.items():
             dev.add_file(name, data)
+        # The option ROM that boots it comes first, as on QEMU.
+        roms = "".join(f"/rom@{name}\n" for name in items.files).encode()
+        order = roms + order.rstrip(b"\0") + b"\0"
+    if order:
+        dev.add_file("bootorder", order)
     return dev
+
+
+def kernel_items(kernel: str, append: str, initrd: str | None, modules: list[str],
+                 low_ram: int, limit: int) -> KernelItems:
+    """A bzImage for linuxboot_dma.bin, or a Multiboot kernel for multiboot_dma.bin."""
+    image = read_file(kernel, "kernel", limit)
+    if not image:
+        raise FirmwareError(f"--kernel {kernel!r} is empty")
+    initrd_data = read_file(initrd, "initrd", limit) if initrd else None
+    if is_linux_image(image):
+        if modules:
+            raise FirmwareError("modules are a Multiboot feature; a Linux kernel takes "
+                                "--initrd")
+        return linux_fw_cfg_items(image, append, initrd_data, low_ram)
+    loaded = [(read_file(spec.split(" ", 1)[0], "module", limit), spec) for spec in modules]
+    if initrd_data is not None:  # like QEMU, the first module
+        loaded.insert(0, (initrd_data, initrd or "initrd"))
+    return multiboot_fw_cfg_items(image, kernel, append, loaded, low_ram)
 
 
 class Firmware:
@@ -374,7 +398,8 @@ class Firmware:
             machine.memory, memory_size=config.memory, cpus=cpus, boot=self.boot,
             drive_indexes=[d.index for d in config.drives],
             graphics=bool(getattr(config, "displays", None)),
-            kernel=config.kernel, append=config.append, initrd=config.initrd)
+            kernel=config.kernel, append=config.append, initrd=config.initrd,
+            modules=list(config.modules))
         if getattr(machine, "vga", None) is not None:
             self._add_vga_rom(self.fw_cfg)
         pio, mmio = machine.buses.pio, machine.buses.mmio

@@ -82,6 +82,19 @@ def test_qemu_boots_the_same_kernel_through_its_linuxboot_rom(tmp_path: Path) ->
     assert "console=ttyS0 through=fw_cfg\n" in run.console
 
 
+def test_qemu_boots_the_guest_kit_through_the_same_multiboot_rom(guestkit_elf: Path) -> None:
+    command = [guestkit.QEMU, "-enable-kvm", "-cpu", "qemu64", "-m", str(fr.MEMORY_MIB),
+               "-machine", "pc,graphics=off", "-nodefaults", "-display", "none", "-vga", "none",
+               "-bios", fr.SEABIOS, "-kernel", str(guestkit_elf),
+               "-append", "scenario=hello via=rom", "-serial", "stdio",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+    run = fr.run(command, fr.QUICK_TIMEOUT)
+    assert run.returncode == 1, run.describe()
+    assert f"cmdline: {guestkit_elf} scenario=hello via=rom" in run.console.splitlines()
+    results = [r for r in parse_results(run.console) if r.scenario == "hello"]
+    assert results and results[0].fields == {"ok": "1", "args": "2"}, run.describe()
+
+
 def test_full_chain_on_qemu_gives_the_same_results(tmp_path: Path, guestkit_elf: Path) -> None:
     reason = fr.grub_skip_reason()
     if reason:

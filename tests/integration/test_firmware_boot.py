@@ -119,6 +119,29 @@ def test_seabios_boots_a_kernel_from_fw_cfg_through_the_linuxboot_rom(tmp_path: 
     assert f"Searching bootorder for: /rom@genroms/{LINUXBOOT_ROM}" in run.debug
 
 
+def test_seabios_boots_the_guest_kit_through_the_multiboot_rom(tmp_path: Path,
+                                                               guestkit: Path) -> None:
+    """`--bios` with a Multiboot `--kernel`: the layout QEMU gives multiboot_dma.bin (kernel
+    image, modules, command line, the information at 0x9500); the ROM adds the BIOS's e820
+    map and enters the kernel in protected mode. Its GDT sits in read-only shadow RAM."""
+    from pyhvm.boot.firmware import MULTIBOOT_ROM, find_option_rom
+
+    if find_option_rom(MULTIBOOT_ROM) is None:
+        pytest.skip(fr._required(f"QEMU's {MULTIBOOT_ROM} is not installed "
+                                 "(apt-get install qemu-system-data)") or "")
+    command = [sys.executable, "-m", "pyhvm", "run", "--bios", fr.SEABIOS, "--kernel",
+               str(guestkit), "--append", "scenario=hello via=rom", "--vga", "none",
+               "--max-seconds", str(fr.QUICK_TIMEOUT - 10)]
+    run = fr.run(command, fr.QUICK_TIMEOUT)
+    assert run.returncode == 1, run.describe()
+    lines = run.console.splitlines()
+    assert f"cmdline: {guestkit} scenario=hello via=rom" in lines, run.describe()
+    # The memory map is the firmware's e820, not pyhvm's loader's.
+    assert "mmap: base=0x100000 len=0x7f00000 type=1" in lines, run.describe()
+    results = [r for r in parse_results(run.console) if r.scenario == "hello"]
+    assert results and results[0].fields == {"ok": "1", "args": "2"}, run.describe()
+
+
 def test_full_chain_seabios_grub_guest_kit(tmp_path: Path, guestkit: Path) -> None:
     """SeaBIOS boots GRUB 2 from the disk's MBR; GRUB reads grub.cfg from the FAT partition
     and multiboot-loads the guest kit, which runs its scenario."""

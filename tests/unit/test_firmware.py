@@ -133,11 +133,11 @@ def test_linux_kernel_items_for_linuxboot_rom(memory: GuestMemory) -> None:
     assert "genroms/linuxboot_dma.bin" in items.files
 
 
-def test_multiboot_kernel_with_firmware_is_refused_clearly(memory: GuestMemory,
-                                                            tmp_path: Path) -> None:
+def test_a_kernel_that_is_neither_linux_nor_multiboot_is_refused(memory: GuestMemory,
+                                                                  tmp_path: Path) -> None:
     elf = tmp_path / "kernel.elf"
     elf.write_bytes(b"\x7fELF" + bytes(100))
-    with pytest.raises(BootImageError, match="drop --bios"):
+    with pytest.raises(BootImageError, match="Multiboot header"):
         fw.build_fw_cfg(memory, memory_size=16 << 20, cpus=1, boot=fw.BootOptions(),
                         drive_indexes=[], graphics=False, kernel=str(elf))
 
@@ -208,3 +208,54 @@ def test_reset_state_fetches_from_the_reset_vector() -> None:
     assert sregs.cr0 == 0x60000010 and not sregs.cr0 & 1 and sregs.efer == 0
     assert sregs.ds.base == 0 and sregs.ss.limit == 0xFFFF
     assert regs.rflags == 2 and regs.rdx == 0x600
+
+
+# -- a Multiboot kernel for QEMU's multiboot option ROM -----------------------------------------
+
+
+def test_multiboot_items_follow_qemus_layout() -> None:
+    """KERNEL_DATA spans the lowest to the highest loaded byte (page-aligned), then the module
+    list, command lines and loader name, then each module; INITRD_DATA is the 88-byte
+    Multiboot information the ROM completes at 0x9500 (mmap at 0x9000)."""
+    if bf.find_option_rom(bf.MULTIBOOT_ROM) is None:
+        pytest.skip("QEMU's multiboot_dma.bin is not installed (qemu-system-data)")
+    from tests.unit.test_boot_multiboot import simple_elf
+
+    image = simple_elf()
+    items = bf.multiboot_fw_cfg_items(image, "/k.elf", "scenario=hello",
+                                      [(b"MODULE", "/m.bin arg")], 64 << 20)
+    keys = items.keys
+    low = struct.unpack("<I", keys[f.FW_CFG_KERNEL_ADDR])[0]
+    data = keys[f.FW_CFG_KERNEL_DATA]
+    assert low == 0x100000 and len(data) % 4096 == 0
+    assert struct.unpack("<I", keys[f.FW_CFG_KERNEL_SIZE])[0] == len(data)
+    assert data[0x100000 - low + 12:0x100000 - low + 12 + 256] == bytes(range(256))
+    assert data[0x200000 - low:0x200000 - low + 4] == b"DATA"
+    assert struct.unpack("<I", keys[f.FW_CFG_INITRD_ADDR])[0] == bf.MB_INFO_ADDR == 0x9500
+    info = keys[f.FW_CFG_INITRD_DATA]
+    assert len(info) == 88 and struct.unpack_from("<I", info, 48)[0] == 0x9000
+
+    def cstring(address: int) -> bytes:
+        start = address - low
+        return data[start:data.index(b"\0", start)]
+
+    flags, = struct.unpack_from("<I", info, 0)
+    assert flags & (1 << 2) and flags & (1 << 3) and flags & (1 << 6) and flags & (1 << 9)
+    assert cstring(struct.unpack_from("<I", info, 16)[0]) == b"/k.elf scenario=hello"
+    assert cstring(struct.unpack_from("<I", info, 64)[0]) == b"pyhvm"
+    count, mods = struct.unpack_from("<II", info, 20)
+    start, end, name, _ = struct.unpack_from("<IIII", data, mods - low)
+    assert count == 1 and start % 4096 == 0 and data[start - low:end - low] == b"MODULE"
+    assert cstring(name) == b"/m.bin arg"
+    assert "genroms/multiboot_dma.bin" in items.files
+
+
+def test_multiboot_kernel_that_does_not_fit_is_refused() -> None:
+    if bf.find_option_rom(bf.MULTIBOOT_ROM) is None:
+        pytest.skip("QEMU's multiboot_dma.bin is not installed (qemu-system-data)")
+    from tests.unit.test_boot_multiboot import simple_elf
+
+    with pytest.raises(BootImageError, match="-m"):
+        bf.multiboot_fw_cfg_items(simple_elf(), "k", "", [], 2 << 20)
+    with pytest.raises(BootImageError, match="Multiboot"):
+        bf.multiboot_fw_cfg_items(b"\x7fELF" + bytes(100), "k", "", [], 64 << 20)
