@@ -10,6 +10,7 @@ signature accepts, and hands the JSON it returns to the entry's `headline`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -104,10 +105,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def headline(what: str, key: str, value: float | None, reps: Sequence[float], style: str,
              qemu: dict[str, Any] | None = None, also: Sequence[dict[str, Any]] = (),
-             note: str | None = None) -> dict[str, Any]:
-    """The JSON form of a headline: `style` is "x" (times) or "gain" (+x %)."""
+             note: str | None = None, noise: float | None = None) -> dict[str, Any]:
+    """The JSON form of a headline: `style` is "x" (times) or "gain" (+x %); `noise`, where
+    the benchmark measures it, the ratio (>= 1) that runs doing the same work differed by."""
     return {"what": what, "key": key, "value": value, "reps": list(reps), "style": style,
-            "qemu": qemu, "also": list(also), "note": note}
+            "qemu": qemu, "also": list(also), "note": note, "noise": noise}
 
 
 def qemu_beside(what: str, pyhvm: float | None, qemu: float | None, unit: str,
@@ -127,6 +129,11 @@ def verdict(section: Section, head: dict[str, Any]) -> str:
     straddles = bool(reps) and min(reps) <= 1.0 <= max(reps)
     noise = "; the repetitions straddle 1.0, so this is within the run's noise" \
         if straddles else ""
+    gauge = head.get("noise")
+    if not noise and gauge and gauge > 1 and value > 0 \
+            and abs(math.log(value)) <= math.log(gauge):
+        noise = (f"; but runs doing the same work differed by up to {(gauge - 1) * 100:.0f} % "
+                 f"in this run, so this is within its noise")
     if section.kind != "optimization":
         return "context for the ratios above, not a claim of the paper" + noise
     claim = section.claim
@@ -166,7 +173,7 @@ def pic_headline(result: dict[str, Any]) -> dict[str, Any]:
         f"{(noise - 1) * 100:.1f} %")
     return headline(f"guest work done while the PIT ticks at {hz} Hz, PIC/PIT in KVM over "
                     f"PIC/PIT in pyhvm", key, result["ratios"].get(key),
-                    per_rep(kern, user, "mwork_per_s"), "gain", qemu, also, note)
+                    per_rep(kern, user, "mwork_per_s"), "gain", qemu, also, note, noise)
 
 
 def ide_headline(result: dict[str, Any]) -> dict[str, Any]:

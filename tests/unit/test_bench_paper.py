@@ -243,6 +243,15 @@ def test_verdict_compares_with_the_papers_figure(value: float | None, reps: list
     assert expected in verdict(by_name("net"), head)
 
 
+def test_verdict_says_when_the_runs_own_noise_is_larger() -> None:
+    """bench pic's noise gauge: its 0 Hz runs do the same work; a ratio closer to 1 than
+    they are to each other is no finding, whichever way it points."""
+    for value in (0.67, 1.3):
+        text = verdict(by_name("pic"), {"value": value, "reps": [value], "noise": 2.76})
+        assert text.endswith("differed by up to 176 % in this run, so this is within its noise")
+    assert "noise" not in verdict(by_name("pic"), {"value": 1.3, "reps": [], "noise": 1.02})
+
+
 def test_verdict_of_context_and_figureless_sections() -> None:
     assert verdict(by_name("exits"), {"value": 1.3, "reps": []}).startswith("context")
     assert verdict(by_name("ide"), {"value": 1.5, "reps": []}) == \
