@@ -234,3 +234,19 @@ def test_killing_the_device_process_during_disk_io_stops_the_vm(guestkit: Path,
     assert "device process (ide) died" in err and "Traceback" not in err
     assert b"RESULT disk-verify" not in console.read_bytes()
     assert gone(pid)
+
+
+def test_bench_placement_smoke_run(guestkit: Path) -> None:
+    """`pyhvm bench placement --quick` (exit cost only, to stay short): the JSON envelope
+    with every configuration measured. Figures are not checked: only that they exist."""
+    proc = subprocess.run([sys.executable, "-m", "pyhvm", "bench", "placement", "--quick",
+                           "--only", "exit", "--spin", "0", "--json", "--kernel", str(guestkit)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["bench"] == "placement"
+    assert {r["config"]["placement"] for r in result["runs"]} == \
+        {"vmm", "process-posted", "process-sync"}
+    assert all(r["metrics"]["us_per_exit"] > 0 for r in result["runs"])
+    assert result["goal"]["round_trip_over_exit"] is not None
