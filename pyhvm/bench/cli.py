@@ -232,6 +232,39 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                     help="skip the dirty-log fetch timing")
     me.set_defaults(func=_cmd_mem)
 
+    from . import placement as placement_bench
+
+    pl = names.add_parser(
+        "placement", help="device models in a device process vs the VMM vs the kernel",
+        description="What --device-process costs: one exit to the UART (in the VMM, in a "
+                    "device process with posted writes, and with every write a round trip), "
+                    "the interrupt experiment (compute at --hz with the PIC and PIT in a "
+                    "device process, in the VMM, in the kernel) and IDE DMA throughput with "
+                    "the disk in and out of process. Timed in the guest; the boundary's cost "
+                    "in microseconds per access, and whether a round trip stays within "
+                    f"{placement_bench.GOAL_RATIO:g}x the in-process exit.")
+    _common_options(pl, placement_bench.DEFAULT_REPS)
+    pl.add_argument("--quick", action="store_true",
+                    help="a smoke run (small sizes, 1 repetition): not fit for figures")
+    pl.add_argument("--n", type=_positive_int, metavar="N",
+                    help=f"UART writes per exit run (default {placement_bench.DEFAULT_N})")
+    pl.add_argument("--ms", type=_positive_int, metavar="M",
+                    help="milliseconds of compute per run (default "
+                         f"{placement_bench.DEFAULT_MS})")
+    pl.add_argument("--hz", type=_positive_int, default=placement_bench.DEFAULT_HZ,
+                    metavar="HZ", help=f"timer rate (default {placement_bench.DEFAULT_HZ})")
+    pl.add_argument("--mb", type=_positive_int, metavar="N",
+                    help=f"MiB each IDE run reads (default {placement_bench.DEFAULT_MB})")
+    pl.add_argument("--kib", type=_positive_int, default=placement_bench.DEFAULT_KIB,
+                    metavar="K", help=f"KiB per IDE command (default {placement_bench.DEFAULT_KIB})")
+    pl.add_argument("--spin", type=int, default=placement_bench.DEFAULT_SPIN_US, metavar="US",
+                    help="also measure the round trip with the VMM spinning this long on the "
+                         f"ring before it sleeps (default {placement_bench.DEFAULT_SPIN_US}; 0: "
+                         "skip)")
+    pl.add_argument("--only", type=_placement_sections, metavar="LIST",
+                    help=f"run only these experiments ({','.join(placement_bench.SECTIONS)})")
+    pl.set_defaults(func=_cmd_placement)
+
     pp = names.add_parser(
         "paper", help="every placement benchmark, traced, into one HTML/Markdown report",
         description="The paper's claims checked in one run: every placement benchmark in "
@@ -356,6 +389,32 @@ def _cmd_mem(args: argparse.Namespace) -> int:
         kernel=args.kernel, qemu=not args.no_qemu, hugetlbfs=args.hugetlbfs,
         kvmmmu=not args.no_kvmmmu, dirty_log=not args.no_dirty_log, show_progress=True),
         mem_bench.render)
+
+
+def _placement_sections(text: str) -> tuple[str, ...]:
+    from .placement import parse_sections
+
+    try:
+        return parse_sections(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _cmd_placement(args: argparse.Namespace) -> int:
+    from . import placement as placement_bench
+
+    quick = placement_bench.QUICK if args.quick else {}
+    params = placement_bench.Params(
+        n=args.n or quick.get("n", placement_bench.DEFAULT_N),
+        ms=args.ms or quick.get("ms", placement_bench.DEFAULT_MS), hz=args.hz,
+        mb=args.mb or quick.get("mb", placement_bench.DEFAULT_MB), kib=args.kib,
+        spin_us=max(0, args.spin))
+    reps = quick["reps"] if args.quick and args.reps == placement_bench.DEFAULT_REPS \
+        else args.reps
+    return _report(args, lambda: placement_bench.measure(
+        params, reps=reps, kernel=args.kernel,
+        sections=args.only or placement_bench.SECTIONS, show_progress=True),
+        placement_bench.render)
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
