@@ -233,8 +233,9 @@ class DeviceServer:
         """Announce the sleep, then look once more (the VMM fences the other way)."""
         ring = self.ring
         while True:
-            with self.lock:
-                self._flush_console()
+            if self._console_out:  # a timer or worker wrote to the UART
+                with self.lock:
+                    self._flush_console()
             ring.set_sleeping(True)
             fence()
             if not ring.pending():

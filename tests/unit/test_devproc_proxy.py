@@ -22,6 +22,7 @@ from pyhvm.devices.uart16550 import Uart16550
 from pyhvm.devproc.host import DeviceHost
 from pyhvm.devproc.launcher import DevprocStartError
 from pyhvm.devproc.options import parse_device_process
+from pyhvm.devproc.proxy import ProxyDevice
 from pyhvm.machine.config import DriveConfig
 from pyhvm.memory import GuestMemory
 from pyhvm.memory_backing import BackingSpec
@@ -147,6 +148,22 @@ def test_a_machine_reset_reaches_the_device(uart_host: tuple[Host, Any]) -> None
     assert uart.read(1, 1) == 0x0F
     uart.reset()
     assert uart.read(1, 1) == 0x00  # master reset clears IER (PC16550D Table IV)
+
+
+def test_the_device_process_refuses_requests_it_cannot_serve(uart_host: tuple[Host, Any]) -> None:
+    """Every slot is checked before a device sees it: a range this process does not serve,
+    an IRQ for a PIC it does not have, or a control command for a group it lacks is
+    answered "refused" (a read then floats high) and the process carries on."""
+    made, uart = uart_host
+    channel = made.host.channel
+    assert ProxyDevice(channel, "pit").read(0, 1) == 0xFF
+    ProxyDevice(channel, "ide-bus-master").write(0, 1, 0x01)
+    channel.set_irq(5, True)
+    assert channel.inta() is None
+    assert uart.read(7, 1) == 0x00            # still serving what it has
+    stats = made.host.stats()
+    assert stats["process"]["refused"] == 4
+    assert stats["channel"]["failed"] is False
 
 
 # --- the PIC and PIT ------------------------------------------------------------------------
