@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import IO
 
 from . import __version__
 
@@ -125,6 +126,16 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--debugcon", "-debugcon", metavar="file:PATH|stdio|none",
                      help="the firmware's debug log (SeaBIOS writes it to port 0x402): to a "
                           "file or stderr; with -v and no --debugcon it goes to the log")
+    run.add_argument("--sandbox", choices=("on", "strict", "off"), default=None,
+                     help="once the machine is built, confine the process: seccomp allow-list "
+                          "of system calls (strict: kill on any other), no new privileges, "
+                          "private mount and network namespaces and an unprivileged user "
+                          "when root, resource limits (default on; -v shows what applied)")
+    run.add_argument("--sandbox-user", metavar="USER|UID[:GID]",
+                     help="the user a root run continues as (default nobody)")
+    run.add_argument("--sandbox-limits", metavar="files=N,threads=N,memory=SIZE",
+                     help="open files, threads started after setup, and address space beyond "
+                          "what setup mapped (default files=256,threads=16,memory=1G)")
     run.add_argument("--device-process", metavar="NAME[,NAME...][,KEY=VALUE...]",
                      help="run these device models in a separate, sandboxed process, reached "
                           "through a shared-memory request ring (Xen's qemu-dm placement): "
@@ -148,6 +159,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .machine.pc import EXIT_HOST_ERROR, Machine
 
     try:
+        from .runtime.sandbox import parse_options as parse_sandbox
+
+        sandbox = parse_sandbox(args.sandbox or "on", args.sandbox_user, args.sandbox_limits)
         drives = []
         for spec in args.drive:
             drives.append(parse_drive(spec, {d.index for d in drives}))
@@ -202,10 +216,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"pyhvm: {err}", file=sys.stderr)
             machine.close()
             return 1
+    stats_file = None
+    if sandbox.mode != "off":
+        from .runtime.sandbox import apply as apply_sandbox
+
+        if args.stats:  # the sandbox user may not create it later
+            stats_file = _open_stats(args.stats)
+        report = apply_sandbox(machine, sandbox, qmp)
+        machine.sandbox = report  # type: ignore[attr-defined]  # for QMP x-pyhvm-sandbox
+        if args.verbose or report.mode == "off":
+            print(f"pyhvm: sandbox: {report.summary()}", file=sys.stderr)
     try:
         status = machine.run()
         if args.stats:
-            _write_stats(args.stats, machine.stats())
+            _write_stats(args.stats, machine.stats(), stats_file)
     finally:
         if qmp is not None:
             qmp.close()  # delivers SHUTDOWN, removes the socket file
@@ -215,11 +239,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _write_stats(path: str, stats: dict[str, object]) -> None:
+def _open_stats(path: str) -> "IO[str] | None":
+    """--stats opened before the sandbox; None: opened (and reported) at the end instead."""
+    try:
+        return open(path, "w")
+    except OSError:
+        return None
+
+
+def _write_stats(path: str, stats: dict[str, object], out: "IO[str] | None" = None) -> None:
     import json
 
     try:
-        with open(path, "w") as f:
+        with out or open(path, "w") as f:
             json.dump(stats, f, indent=2)
             f.write("\n")
     except OSError as err:

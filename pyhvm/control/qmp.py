@@ -525,8 +525,18 @@ def machine_commands(machine: ControlledMachine,
                                            Arg("device", "str"), Arg("head", "int"),
                                            Arg("format", "str"))),
         Command("x-pyhvm-exit-counters", lambda args: get_counters()),
+        Command("x-pyhvm-sandbox", lambda args: sandbox_info(machine)),
     ]
     return {c.name: c for c in commands}
+
+
+def sandbox_info(machine: object) -> dict[str, object]:
+    """What `--sandbox` applied to this process (pyhvm/runtime/sandbox.py), as -v shows it."""
+    report = getattr(machine, "sandbox", None)
+    if report is None:
+        return {"mode": "off", "layers": [], "skipped": {}, "summary": "off"}
+    info: dict[str, object] = report.as_dict()
+    return info
 
 
 MAX_PORTS_REPORTED = 256

@@ -67,6 +67,8 @@ def run_stat(run_args: list[str], top: int = 10, out: TextIO | None = None) -> i
     if getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.DEBUG)
     keep = args.trace is not None
+    if args.sandbox is None:  # this process reads and removes the trace after the run
+        args.sandbox = "off"
     if not keep:
         fd, args.trace = tempfile.mkstemp(prefix="pyhvm-stat-", suffix=".trc")
         os.close(fd)
