@@ -534,7 +534,7 @@ def _apply_thread_limit(report: SandboxReport, threads: int) -> None:
         value = _tasks_of(uid) + threads
         _set_limit(resource.RLIMIT_NPROC, value)
         report.limits["tasks"] = value
-        report.layers.append(f"tasks of uid {uid} {value}")
+        report.layers.append(f"uid {uid} tasks <= {value}")
     except (OSError, ValueError) as err:
         report.skipped["threads limit"] = str(err)
 

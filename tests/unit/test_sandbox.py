@@ -188,6 +188,15 @@ def test_qmp_query_shows_the_report() -> None:
 
 
 # --- the whole sandbox, in a child -------------------------------------------------------------
+def test_probes_without_a_filter_report_what_the_kernel_allows() -> None:
+    """The control for the integration test's probes: unconfined, execve is tried (and finds
+    no such file) and the socket is made."""
+    status, out = in_child(lambda: sb.Prober(["execve", "socket"]).run())
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, out
+    assert out == {"execve": "main=ENOENT thread=ENOENT",
+                   "socket": "main=allowed thread=allowed"}
+
+
 def _open_files_limit() -> int:
     with open("/proc/self/limits") as f:
         for line in f:
