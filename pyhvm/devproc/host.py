@@ -130,12 +130,12 @@ class DeviceHost:
     def ide(self, memory: "GuestMemory", drives: Sequence["DriveConfig"], image_fds: Sequence[int],
             lines: Sequence[IrqLine], bus_master_enabled: Callable[[], bool]) -> RemoteIde:
         share = memory.share()
-        if share.get("fd") is None:
+        fd, shared = share.get("fd"), share.get("regions")
+        if not isinstance(fd, int) or not isinstance(shared, list):
             raise DevprocOptionError("--device-process ide needs guest RAM another process can "
                                      "map (--mem-backing memfd or file:PATH)")
-        self._fds.append(("memory", int(share["fd"])))  # type: ignore[arg-type]
-        regions = [{"gpa": r["gpa"], "size": r["size"], "offset": r["offset"]}
-                   for r in share["regions"]]  # type: ignore[union-attr]
+        self._fds.append(("memory", fd))
+        regions = [{"gpa": r["gpa"], "size": r["size"], "offset": r["offset"]} for r in shared]
         setup_drives = []
         for drive, fd in zip(drives, image_fds):
             self._fds.append((f"disk{drive.index}", fd))

@@ -104,9 +104,10 @@ class DeviceProcess:
         except OSError:  # waiting is not allowed here (the VMM's own sandbox)
             if self.alive():
                 return "stopped answering"
-            status = self._zombie_status()
-            if status is None:
+            known = self._zombie_status()
+            if known is None:
                 return "died"
+            status = known
         if status < 0:
             try:
                 name = signal.Signals(-status).name

@@ -36,6 +36,7 @@ from ..devices.ide import PiixIde
 from ..devices.pic8259 import DualPic
 from ..devices.pit8254 import Pit8254
 from ..devices.uart16550 import Uart16550
+from ..memory import GuestMemory
 from ..runtime.eventloop import EventLoop
 from ..runtime.workers import WorkerPool
 from . import sandbox
@@ -127,7 +128,7 @@ class DeviceServer:
         self.pit: Pit8254 | None = None
         self.uart: Uart16550 | None = None
         self.ide: PiixIde | None = None
-        self.memory = None
+        self.memory: GuestMemory | None = None
         self.executor: SyncDiskExecutor | ConcurrentDiskExecutor | None = None
         self._bus_master = False
         self._irq_lines: dict[int, IrqLine] = {}
@@ -170,7 +171,7 @@ class DeviceServer:
             self._build_ide(setup["ide"])
 
     def _build_ide(self, ide: dict[str, Any]) -> None:
-        self.memory = map_guest_memory(self.fds["memory"], ide["regions"])
+        memory = self.memory = map_guest_memory(self.fds["memory"], ide["regions"])
         disks = {}
         for drive in ide["drives"]:
             index = int(drive["index"])
@@ -178,11 +179,11 @@ class DeviceServer:
                             path=str(drive.get("path", "")))
             disks[(index // 2, index % 2)] = AtaDisk(image, serial=f"PYHVM{index:04d}")
         if ide.get("dma") == "sync":
-            self.executor = SyncDiskExecutor(self.memory)
+            self.executor = SyncDiskExecutor(memory)
         else:
             self.executor = ConcurrentDiskExecutor(
-                self.memory, WorkerPool(self.lock, threads=2, name="ide"))
-        self.ide = PiixIde(self.memory, self.executor, self._line(14), self._line(15), disks,
+                memory, WorkerPool(self.lock, threads=2, name="ide"))
+        self.ide = PiixIde(memory, self.executor, self._line(14), self._line(15), disks,
                            bus_master_enabled=lambda: self._bus_master)
         for base, size, device, name in self.ide.legacy_ports():
             self._serve(name, device)

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import __version__
 from ..backends.blockexec import ConcurrentDiskExecutor, SyncDiskExecutor
@@ -46,10 +46,13 @@ from ..trace.records import EVENT_GROUPS
 from . import cpu
 from .config import ConfigError, MachineConfig
 from .firmware import Firmware
-from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, create_irqchip
+from .interrupts import IRQCHIP_MODES, LOST_TICK_POLICIES, IrqChip, create_irqchip
 from .nic import open_nic
 from .display import open_vga, parse_vga, ram_memslots
 from .displays import Displays
+
+if TYPE_CHECKING:
+    from ..devproc.proxy import RemoteIde, RemoteUart
 
 log = logging.getLogger("pyhvm")
 
@@ -153,7 +156,7 @@ class Machine:
         self.devproc = None if devproc is None else \
             devproc_host.for_machine(devproc, self, EXIT_DEVICE_FAILED)
         if self.devproc is not None and self.devproc.hosts("pic"):
-            self.irqchip = self.devproc.irqchip(self.buses.pio)
+            self.irqchip: IrqChip = self.devproc.irqchip(self.buses.pio)
         else:
             self.irqchip = create_irqchip(config.irqchip, self.vm, self.buses.pio, self.loop,
                                           self.io_lock, config.lost_tick_policy, trace_line)
@@ -175,7 +178,8 @@ class Machine:
     def _wire_devices(self) -> None:
         pio = self.buses.pio
         if self.devproc is not None and self.devproc.hosts("uart"):
-            self.uart = self.devproc.uart(self.console, self._line(COM1_IRQ))
+            self.uart: Uart16550 | RemoteUart = self.devproc.uart(self.console,
+                                                                  self._line(COM1_IRQ))
         else:
             self.uart = Uart16550(self._line(COM1_IRQ), self.console.write)
         pio.register(COM1_BASE, 8, self.uart, "com1")
@@ -217,10 +221,9 @@ class Machine:
         self.disk_images = [RawImage(d.file, readonly=d.readonly) for d in config.drives]
         function = self.chipset.ide
         if self.devproc is not None and self.devproc.hosts("ide"):
-            self.ide = self.devproc.ide(self.memory, config.drives,
-                                        [image.fd for image in self.disk_images],
-                                        [self._line(irq) for irq in IDE_IRQS],
-                                        lambda: function.bus_master_enabled)
+            self.ide: PiixIde | RemoteIde = self.devproc.ide(
+                self.memory, config.drives, [image.fd for image in self.disk_images],
+                [self._line(irq) for irq in IDE_IRQS], lambda: function.bus_master_enabled)
         else:
             self._wire_local_ide(function)
         function.on_command_change = lambda command: self.ide.bus_master_changed()
@@ -539,8 +542,9 @@ class Machine:
     def close(self) -> None:
         if getattr(self, "displays", None) is not None:
             self.displays.close()  # first: png:PATH writes the last screen
-        if getattr(self, "devproc", None) is not None:
-            self.devproc.close()
+        devproc = getattr(self, "devproc", None)
+        if devproc is not None:
+            devproc.close()
         if getattr(self, "nic", None) is not None:
             self.nic.close()
         if getattr(self, "vga", None) is not None:
