@@ -15,7 +15,8 @@ what the run loop does not need, in this order:
 3. an unprivileged user (as root; `nobody` unless `--sandbox-user` names another), with no
    supplementary groups, so no capability is left. It is skipped, with the reason, when that
    user could not do what the run must do later: remove the QMP or datagram socket files,
-   rewrite a `--display png:` file, reread the kernel at a guest reboot;
+   send to a datagram peer's socket, rewrite a `--display png:` file, reread the kernel at
+   a guest reboot;
 4. no_new_privs and a seccomp filter on every thread: only the system calls listed in
    `SYSCALL_GROUPS` (measured with `strace -f` on real runs, see below), ioctl only with
    KVM's and the terminal's request numbers, clone only for threads. Anything else fails
@@ -272,6 +273,18 @@ def user_can_read(path: str, uid: int, gid: int) -> bool:
         return False
 
 
+def user_can_send(path: str, uid: int, gid: int) -> bool:
+    """A Unix socket at `path` (if there is one yet) takes datagrams from the user."""
+    if not user_can_reach(path, uid, gid):
+        return False
+    try:
+        return _may(os.stat(path), uid, gid, 2)
+    except FileNotFoundError:
+        return True  # the peer binds later; its socket's mode is its own business
+    except OSError:
+        return False
+
+
 def user_can_replace(path: str, uid: int, gid: int, owned_by_user: bool) -> bool:
     """The user may create, rename over or remove `path` in its directory. In a sticky
     directory (/tmp) that needs the file (`owned_by_user`: we hand it over) or the
@@ -292,7 +305,8 @@ class LatePath:
 
     path: str
     what: str      # shown in the report: "QMP socket", "png display", "kernel"
-    access: str    # "read" (reopened) or "replace" (created, renamed over or removed)
+    access: str    # "read" (reopened), "replace" (created, renamed over or removed) or
+                   # "send" (a peer's socket: needs write permission, if it exists yet)
     ours: bool     # created by this run: handed to the sandbox user before the drop
 
 
@@ -309,6 +323,8 @@ def late_paths(machine: "Machine", qmp: object | None) -> list[LatePath]:
         netdev = parse_netdev(config.nic.netdev)
         if netdev.kind == "unix" and isinstance(netdev.local, str):
             paths.append(LatePath(netdev.local, "datagram socket", "replace", True))
+        if netdev.kind == "unix" and isinstance(netdev.remote, str):
+            paths.append(LatePath(netdev.remote, "datagram peer's socket", "send", False))
     for spec in config.displays:
         if getattr(spec, "kind", None) == "png":
             paths.append(LatePath(spec.path, "png display", "replace", True))
@@ -327,6 +343,9 @@ def uid_drop_obstacle(paths: Sequence[LatePath], uid: int, gid: int) -> str | No
         if late.access == "read":
             ok = user_can_read(late.path, uid, gid)
             verb = "read"
+        elif late.access == "send":
+            ok = user_can_send(late.path, uid, gid)
+            verb = "send to"
         else:
             ok = user_can_replace(late.path, uid, gid, late.ours)
             verb = "write in the directory of"

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.kvm
 
 NOBODY = 65534
 STEP_TIMEOUT = 15.0
+GUEST_MAC = "52:54:00:12:34:56"
 
 
 def run(guestkit: Path, cmdline: str, *extra: str, env: dict[str, str] | None = None,
@@ -172,6 +173,34 @@ def _status(pid: int, tid: int | None = None) -> dict[str, str]:
     path = f"/proc/{pid}/task/{tid}/status" if tid else f"/proc/{pid}/status"
     with open(path) as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def test_frames_flow_and_are_captured_after_the_user_change(guestkit: Path, shared_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """net-echo over Unix datagram sockets: the VMM sends to the peer and removes its own
+    socket file at exit as nobody; the pcap, in root's directory, was opened before."""
+    if os.geteuid() != 0 or not _nobody_reads(guestkit):
+        pytest.skip("the user change happens only in root runs that nobody can finish")
+    from pyhvm.backends.pcap import read_pcap
+    from tests.netpeer import NetPeer, parse_mac
+
+    vmm, peer_path, pcap = shared_dir / "vmm.sock", shared_dir / "peer.sock", tmp_path / "n.pcap"
+    peer = NetPeer(str(peer_path), str(vmm), "echo", guest_mac=parse_mac(GUEST_MAC)).start()
+    try:
+        peer_path.chmod(0o777)  # nobody must be allowed to send to it
+        proc = run(guestkit, "scenario=net-echo n=8 size=64", "-v", "--sandbox", "strict",
+                   "--netdev", f"dgram,id=n0,local.type=unix,local.path={vmm},"
+                   f"remote.type=unix,remote.path={peer_path}",
+                   "--device", f"rtl8139,netdev=n0,mac={GUEST_MAC}",
+                   "--object", f"filter-dump,id=f0,netdev=n0,file={pcap}")
+    finally:
+        peer.stop()
+    assert proc.returncode != -31, f"killed by SIGSYS: a call is missing\n{proc.stderr}"
+    assert f"uid {NOBODY}" in sandbox_line(proc.stderr), proc.stderr
+    assert status_from_exit_code(proc.returncode) == STATUS_OK, proc.stdout + proc.stderr
+    _, records = read_pcap(str(pcap))
+    assert len(records) >= 16  # every frame out and back
+    assert not vmm.exists(), "the VMM's socket file was left behind"
 
 
 def test_root_run_goes_on_as_nobody_and_screendumps_where_nobody_may_write(

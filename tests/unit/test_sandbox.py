@@ -127,6 +127,22 @@ def test_paths_the_user_cannot_reach_or_write_keep_root(open_tmp: Path) -> None:
     assert sb.uid_drop_obstacle(paths[:1], uid, gid) is None
 
 
+def test_a_peer_socket_the_user_may_not_write_keeps_root(open_tmp: Path) -> None:
+    peer = open_tmp / "peer.sock"
+    late = [sb.LatePath(str(peer), "datagram peer's socket", "send", False)]
+    assert sb.uid_drop_obstacle(late, NOBODY, NOBODY) is None  # not bound yet
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(str(peer))
+        peer.chmod(0o755)
+        reason = sb.uid_drop_obstacle(late, NOBODY, NOBODY)
+        assert reason == f"uid {NOBODY} could not send to the datagram peer's socket {peer}"
+        peer.chmod(0o777)
+        assert sb.uid_drop_obstacle(late, NOBODY, NOBODY) is None
+    finally:
+        sock.close()
+
+
 def fake_machine(**config: Any) -> Any:
     defaults: dict[str, Any] = dict(trace=None, trace_events=(), nic=None, displays=[],
                                     kernel=None, initrd=None, modules=[])
@@ -148,6 +164,7 @@ def test_late_paths_name_everything_touched_after_setup() -> None:
     found = {(p.what, p.path, p.access) for p in sb.late_paths(machine, qmp)}
     assert found == {("QMP socket", "/run/q.sock", "replace"),
                      ("datagram socket", "/run/a.sock", "replace"),
+                     ("datagram peer's socket", "/run/b.sock", "send"),
                      ("png display", "/srv/screen.png", "replace"),
                      ("kernel", "/boot/k.elf", "read"), ("initrd", "/boot/i.img", "read"),
                      ("module", "/boot/m1", "read")}
