@@ -280,7 +280,8 @@ class HostRam:
         self._next_offset = 0
         if spec.kind not in KINDS:
             raise BackingError(f"unknown memory backing {spec.kind!r}")
-        check_host_memory(total, spec)
+        if total:
+            check_host_memory(total, spec)
         try:
             if spec.kind == "memfd":
                 self._open_memfd()
