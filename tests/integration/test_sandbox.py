@@ -230,7 +230,9 @@ def test_root_run_goes_on_as_nobody_and_screendumps_where_nobody_may_write(
         assert status["Uid"].split() == [str(NOBODY)] * 4
         assert status["NoNewPrivs"] == "1" and status["CapEff"] == "0000000000000000"
         for tid in os.listdir(f"/proc/{proc.pid}/task"):  # vCPU, loop and worker threads
-            assert _status(proc.pid, int(tid))["Seccomp"] == "2", tid
+            thread = _status(proc.pid, int(tid))
+            assert thread["Seccomp"] == "2", tid
+            assert thread["Uid"].split() == [str(NOBODY)] * 4, tid
         shot = shared_dir / "screen.png"
         assert client.execute("screendump", filename=str(shot), format="png") == \
             {"return": {}}
