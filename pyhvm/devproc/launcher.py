@@ -1,11 +1,18 @@
 """Starting, asking and stopping a device process.
 
 The process is `python -m pyhvm.devproc` (a fresh interpreter: nothing of the VMM's
-state, threads or descriptors is inherited; `close_fds` leaves it only the control
-socket, stdin and stdout on /dev/null, and stderr shared with the VMM for its log). Its
+state or threads is inherited, and its descriptors are close-on-exec but for the control
+socket; stdin and stdout are /dev/null, stderr is shared with the VMM for its log). Its
 setup, a JSON message, and every descriptor it will use travel over the control socket
 (SCM_RIGHTS); it answers once built and sandboxed. Later the same socket carries the
 rare requests that are not device accesses (statistics, shutdown), with a deadline.
+
+The VMM may sandbox itself after the device process started (`pyhvm run --sandbox`): its
+seccomp filter refuses waitpid, kill and pidfd_send_signal (in `strict` mode by killing the
+VMM). So once the VMM is filtered, the process is watched through its pidfd only, killed
+with tgkill (which the filter allows for vCPU kicks; the child is not reaped before, so its
+pid cannot have been reused), and its exit status read from /proc if it can be; it is
+spawned with posix_spawn rather than subprocess.Popen, whose finalizer would waitpid.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,23 +48,50 @@ def _env() -> dict[str, str]:
     return env
 
 
+def seccomp_filtered() -> bool:
+    """Whether this process runs under a seccomp filter (then only calls it surely allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Seccomp:"):
+                    return line.split()[1] != "0"
+    except OSError:
+        return True
+    return False
+
+
+def describe_status(status: int) -> str:
+    """A waitpid status in words, e.g. `died (killed by SIGKILL)`."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"died (killed by {name})"
+    return f"died (exit status {os.WEXITSTATUS(status)})"
+
+
 class DeviceProcess:
     def __init__(self, setup: dict[str, Any], fds: list[tuple[str, int]],
                  start_timeout_s: float = START_TIMEOUT_S) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = parent
         self.pidfd = -1
+        self.status: int | None = None  # the waitpid status, once reaped
         try:
-            self.proc = subprocess.Popen(
+            os.set_inheritable(child.fileno(), True)
+            self.pid = os.posix_spawn(
+                sys.executable,
                 [sys.executable, "-m", "pyhvm.devproc", "--control-fd", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, env=_env(), close_fds=True)
+                _env(), setsigmask=(), file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
         except OSError as err:
             parent.close()
             raise DevprocStartError(f"cannot start the device process: {err}") from None
         finally:
             child.close()
-        self.pid = self.proc.pid
         try:
             self.pidfd = os.pidfd_open(self.pid)
             message = json.dumps({**setup, "fds": [name for name, _ in fds]}).encode()
@@ -70,9 +103,8 @@ class DeviceProcess:
                 raise DevprocStartError(f"the device process did not start within "
                                         f"{start_timeout_s:g} s") from None
             if not reply.get("ok"):
-                status = self.proc.poll()
-                detail = reply.get("error") or (f"it exited with status {status}"
-                                                if status is not None else "no answer")
+                detail = reply.get("error") or (self.describe_exit() if not self.alive()
+                                                else "no answer")
                 raise DevprocStartError(f"the device process could not start: {detail}")
         except (OSError, ValueError) as err:
             self.close()
@@ -82,73 +114,58 @@ class DeviceProcess:
             raise
         self.report: dict[str, Any] = reply
 
-    def _wait_exit(self, timeout_s: float) -> None:
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)
-        poller.poll(int(timeout_s * 1000))
-
     def alive(self) -> bool:
-        """Asks the pidfd, not waitpid: a sandboxed VMM may not be allowed to wait."""
-        if self.pidfd < 0:
+        """Asks the pidfd (readable once the process has exited), never waitpid."""
+        if self.pidfd < 0 or self.status is not None:
             return False
+        return not self._wait_exit(0)
+
+    def _wait_exit(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the process to end; whether it has."""
         poller = select.poll()
         poller.register(self.pidfd, select.POLLIN)
-        return not poller.poll(0)
+        return bool(poller.poll(int(timeout_s * 1000)))
 
-    def describe_exit(self) -> str:
-        """How it ended, in words (reaps it), e.g. `died (killed by SIGKILL)`."""
-        try:
-            status = self.proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            return "stopped answering"
-        except OSError:  # waiting is not allowed here (the VMM's own sandbox)
-            if self.alive():
-                return "stopped answering"
-            known = self._zombie_status()
-            if known is None:
-                return "died"
-            status = known
-        if status < 0:
+    def _reap(self) -> int | None:
+        """The exit status of an ended process, reaping it where this process may."""
+        if self.status is None and not seccomp_filtered():
             try:
-                name = signal.Signals(-status).name
-            except ValueError:
-                name = str(-status)
-            return f"died (killed by {name})"
-        return f"died (exit status {status})"
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if pid == self.pid:
+                self.status = status
+        return self.status
 
     def _zombie_status(self) -> int | None:
-        """The exit status of the unreaped child from /proc/PID/stat (its last field,
-        `exit_code`, in waitpid's encoding), as Popen.returncode gives it."""
+        """The unreaped child's exit status from /proc/PID/stat (its last field, in
+        waitpid's encoding); None where the kernel hides it (it reads 0 then, too)."""
         try:
             with open(f"/proc/{self.pid}/stat") as f:
                 raw = int(f.read().rsplit(None, 1)[-1])
         except (OSError, ValueError, IndexError):
             return None
-        if os.WIFSIGNALED(raw):
-            return -os.WTERMSIG(raw)
-        return os.WEXITSTATUS(raw)
+        return raw or None
+
+    def describe_exit(self) -> str:
+        """How it ended, in words, e.g. `died (killed by SIGKILL)`."""
+        if not self._wait_exit(0.5):
+            return "stopped answering"
+        status = self._reap()
+        if status is None:
+            status = self._zombie_status()
+        return "died" if status is None else describe_status(status)
 
     def kill(self) -> None:
-        """SIGKILL, through the pidfd where allowed. A sandboxed VMM may be refused
-        pidfd_send_signal and kill (EPERM from its filter) but not tgkill, which it needs
-        for vCPU kicks: SIGKILL to the main thread ends the whole process. The pid cannot
-        have been recycled: the child is not reaped before this."""
-        if self.pidfd < 0 or not self.alive():
+        """SIGKILL: through the pidfd, or with tgkill once the VMM is filtered."""
+        if not self.alive():
             return
-        try:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        if not seccomp_filtered():
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             return
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            pass
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            return
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            pass
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall(SYS_TGKILL, self.pid, self.pid, int(signal.SIGKILL))
 
@@ -165,23 +182,21 @@ class DeviceProcess:
         return reply if isinstance(reply, dict) and reply.get("ok") else None
 
     def close(self) -> None:
-        """Ask it to stop, then make sure: nothing is left running or unreaped (where this
-        process may still wait; a sandboxed VMM's exit leaves the reaping to init)."""
-        if self.alive():
-            try:
-                self.sock.settimeout(STOP_TIMEOUT_S)
-                self.sock.send(json.dumps({"op": "shutdown"}).encode())
-            except OSError:
-                pass
-            self._wait_exit(STOP_TIMEOUT_S)
-        if self.alive():
-            self.kill()
-            self._wait_exit(STOP_TIMEOUT_S)
-        try:
-            self.proc.wait(timeout=0)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        self.sock.close()
+        """Ask it to stop, then make sure: nothing is left running, and nothing unreaped
+        where this process may still wait (a filtered VMM leaves the zombie to init when
+        it exits itself)."""
         if self.pidfd >= 0:
+            if self.alive():
+                try:
+                    self.sock.settimeout(STOP_TIMEOUT_S)
+                    self.sock.send(json.dumps({"op": "shutdown"}).encode())
+                except OSError:
+                    pass
+                self._wait_exit(STOP_TIMEOUT_S)
+            if self.alive():
+                self.kill()
+                self._wait_exit(STOP_TIMEOUT_S)
+            self._reap()
             os.close(self.pidfd)
             self.pidfd = -1
+        self.sock.close()
