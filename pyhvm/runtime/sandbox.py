@@ -67,7 +67,7 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 KVM_IOCTL_TYPE = 0xAE00       # _IO(KVMIO, n): KVMIO = 0xAE in bits 8-15 of the request
 IOCTL_TYPE_MASK = 0xFF00
-TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX = 0x5401, 0x5413, 0x5421, 0x5451
+TCGETS, FIONBIO = 0x5401, 0x5421
 
 # --- what the run loop may call --------------------------------------------------------------
 # Measured with `strace -f` on the integration suite (tools/sandbox_syscalls.py counts what
@@ -83,7 +83,7 @@ SYSCALL_GROUPS: dict[str, tuple[sc.Rule | str, ...]] = {
     # and vCPU fds; TCGETS (isatty in open()) and FIONBIO (a socket's blocking mode).
     "kvm and terminal ioctls": (
         sc.Rule("ioctl", (sc.ArgIn(1, (KVM_IOCTL_TYPE,), mask=IOCTL_TYPE_MASK),)),
-        sc.Rule("ioctl", (sc.ArgIn(1, (TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX)),)),
+        sc.Rule("ioctl", (sc.ArgIn(1, (TCGETS, FIONBIO)),)),
     ),
     # Locks between vCPU threads, the loop and the workers; the event loop's select; a
     # pause's polling sleep; poll (not seen): QMP's last reply at exit, sent with a timeout;

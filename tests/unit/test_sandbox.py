@@ -65,6 +65,9 @@ def test_run_loop_filter_refuses_what_setup_alone_needs_or_nobody_should_do() ->
     f = sb.run_loop_filter()
     assert f.decide("ioctl", 5, TUNSETIFF) == sc.DENY_EPERM  # no new TAP after setup
     assert f.decide("ioctl", 5, SIOCSIFFLAGS) == sc.DENY_EPERM
+    assert f.decide("ioctl", 5, 0x5413) == sc.DENY_EPERM  # TIOCGWINSZ: setup only
+    assert f.decide("ioctl", 5, 0x5401) == f.decide("ioctl", 5, 0x5421) == \
+        sc.SECCOMP_RET_ALLOW  # TCGETS (isatty in open()), FIONBIO (socket blocking mode)
     for name in ("execve", "execveat", "socket", "bind", "connect", "ptrace", "mount",
                  "umount2", "unshare", "setns", "setuid", "setresuid", "setgroups", "kill",
                  "init_module", "bpf", "perf_event_open", "process_vm_readv", "chroot",
