@@ -217,11 +217,11 @@ def test_probes_without_a_filter_report_what_the_kernel_allows() -> None:
                    "socket": "main=allowed thread=allowed"}
 
 
-def _open_files_limit() -> int:
+def _open_files_limit(name: str = "Max open files") -> int:
     with open("/proc/self/limits") as f:
         for line in f:
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
+            if line.startswith(name):
+                return int(line[len(name):].split()[0])
     return -1
 
 
@@ -312,3 +312,27 @@ def test_socket_files_are_handed_to_the_user_in_a_sticky_directory(open_tmp: Pat
     assert out["uid"] == NOBODY
     assert not path.exists()
     assert stat.S_ISDIR(sticky.stat().st_mode)
+
+
+@needs_seccomp
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an ordinary user first")
+def test_an_unprivileged_run_keeps_its_user_and_bounds_its_threads() -> None:
+    import threading
+
+    def body() -> dict[str, Any]:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)  # as if started by an ordinary user
+        report = sb.apply(fake_machine(), sb.SandboxOptions(limits=sb.Limits(threads=4)))
+        thread = threading.Thread(target=lambda: None)
+        thread.start()  # clone, under the filter and the limit
+        thread.join()
+        return {"report": report.as_dict(), "nproc": _open_files_limit("Max processes")}
+
+    status, out = in_child(body)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, out
+    report = out["report"]
+    assert report["skipped"]["namespaces"] == "not root"
+    assert report["uid"] is None  # nothing to drop
+    assert report["limits"]["tasks"] == out["nproc"] >= 4
+    assert any(layer.startswith(f"uid {NOBODY} tasks <= ") for layer in report["layers"])
