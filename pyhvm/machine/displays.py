@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ import numpy as np
 from ..backends.display.frame import Frame, FrameSource
 from ..backends.display.keymap import keysym_to_set2
 from ..backends.display.png import write_image
+from ..backends.display.server import Doorbell
 from ..backends.display.vnc import VNC_BASE_PORT, VncServer
 from ..backends.display.web import WebDisplay
 from ..errors import HostError
@@ -90,45 +90,6 @@ def parse_display(spec: str) -> DisplaySpec | None:
 
 
 # --- plumbing --------------------------------------------------------------------------------
-
-class Doorbell:
-    """A wake-up pipe in the event loop: `ring()` from a timer (device lock held) or any
-    thread; `callback` then runs in the loop thread without the device lock."""
-
-    def __init__(self, loop: EventLoop, callback: Callable[[], None]) -> None:
-        self._loop = loop
-        self._callback = callback
-        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        loop.add_reader(self._r, self._answer)
-
-    def ring(self) -> None:
-        try:
-            os.write(self._w, b"\0")
-        except OSError:
-            pass  # full (a wake-up is pending anyway) or closed
-
-    def _answer(self) -> None:
-        try:
-            while os.read(self._r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        try:
-            self._callback()
-        except Exception:
-            log.exception("display error (the VM keeps running)")
-
-    def close(self) -> None:
-        if self._r < 0:
-            return
-        try:
-            self._loop.remove_reader(self._r)
-        except (KeyError, ValueError, OSError):
-            pass
-        os.close(self._r)
-        os.close(self._w)
-        self._r = self._w = -1
-
 
 def frame_damage(previous: Frame | None, frame: Frame) -> Rect | None | bool:
     """What changed from `previous` to `frame`: a rectangle, None for everything (first

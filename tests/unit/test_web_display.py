@@ -256,7 +256,7 @@ def test_a_browser_that_does_not_ack_gets_no_more_updates_and_blocks_no_one(
             served.screen.paint(i, i + 1, 0, 160, (i, 0, 0))
             update(fast, screen)
         assert served.server.updates_sent >= 11
-        pending = [c for c in list(served.server.conns.values()) if c.websocket and not c.ready]
+        pending = [c for c in list(served.server.clients.values()) if c.websocket and not c.ready]
         assert len(pending) >= 1  # the slow one waits for its ack, holding nothing new
         slow.send(json.dumps({"t": "ack"}).encode())
         opcode, payload = slow.recv()  # then it gets what changed meanwhile, at once

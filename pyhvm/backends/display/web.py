@@ -6,10 +6,10 @@ and said so (`{"t":"ack"}`), so a slow browser gets fewer, newer pictures rather
 queue. Keys come back as keysyms (`{"t":"key","k":KEYSYM,"d":true}`) to the same sink as
 the VNC server's.
 
-Like the VNC server it lives in the event loop and only does non-blocking socket calls
-there; output is bounded per connection (`LOW_WATER` plus one update), a full socket buffer
-is retried on a timer that only rings a wake-up pipe, and a peer that breaks HTTP or the
-WebSocket protocol is logged and closed alone. A WebSocket whose Origin is not this server
+Like the VNC server it runs on server.py's loop-server plumbing: output is bounded per
+connection (`LOW_WATER` plus one update), a full socket buffer is retried on a timer that
+only rings a wake-up pipe, and a peer that breaks HTTP or the WebSocket protocol is logged
+and closed alone. A WebSocket whose Origin is not this server
 is refused, so another site open in the same browser cannot type into the guest.
 """
 
@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
-from ...errors import HostError
-from .frame import Frame, KeyEventSink
+from .frame import Frame
 from .png import encode_png
-from .vnc import FrameFeed, Loop, Rect, intersect, region, union
+from .server import LOW_WATER, MAX_CLIENTS, Client, FrameServer, Rect, intersect, region, union
 from .web_page import page
 from .websocket import (CLOSE_NORMAL, CLOSE_UNSUPPORTED, OP_BINARY, OP_CLOSE, OP_PING,
                         OP_PONG, OP_TEXT, HttpError, WsDecoder, WsProtocolError, close_frame,
@@ -35,10 +32,7 @@ from .websocket import (CLOSE_NORMAL, CLOSE_UNSUPPORTED, OP_BINARY, OP_CLOSE, OP
 
 log = logging.getLogger("pyhvm.web")
 
-MAX_CONNECTIONS = 16
-LOW_WATER = 256 << 10
-RECV_SIZE = 65536
-FLUSH_RETRY_NS = 5_000_000
+MAX_CONNECTIONS = MAX_CLIENTS
 HANGUP_GRACE_NS = 2_000_000_000  # after our last byte, how long the peer has to hang up
 PNG_LEVEL = 1  # fast: the encoder runs on the event loop
 UPDATE = 1  # message kind: a PNG rectangle
@@ -46,11 +40,7 @@ UPDATE_HEADER = struct.Struct(">BHHHHHH")  # kind, x, y, w, h, screen w, screen 
 
 
 @dataclass(eq=False)
-class _Conn:
-    sock: socket.socket
-    fd: int
-    peer: str
-    out: bytearray = field(default_factory=bytearray)
+class _Conn(Client):
     inbuf: bytearray = field(default_factory=bytearray)
     websocket: WsDecoder | None = None  # set once upgraded
     closing: bool = False  # close once `out` is sent
@@ -60,83 +50,18 @@ class _Conn:
     damage: Rect | None = None
 
 
-class WebDisplay:
+class WebDisplay(FrameServer[_Conn]):
     """Serves the page and its WebSocket to up to `MAX_CONNECTIONS` browsers."""
 
-    def __init__(self, loop: Loop, feed: FrameFeed, keys: KeyEventSink, host: str, port: int,
-                 *, name: str = "pyhvm", period_ns: int = 33_333_333) -> None:
-        self.loop = loop
-        self.feed = feed
-        self.keys = keys
-        self.host, self.port = host, port
-        self.name = name
-        self.period_ns = period_ns
-        self.conns: dict[int, _Conn] = {}
-        self.updates_sent = 0
-        self._frame: Frame | None = None
-        self._listener: socket.socket | None = None
-        self._wake_r = self._wake_w = -1
-        self._retry_due = False
-
-    # --- setting up and down ----------------------------------------------------------------
-    def listen(self) -> tuple[str, int]:
-        try:
-            infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)
-        except socket.gaierror as err:
-            raise HostError(f"web display: cannot resolve {self.host!r}: "
-                            f"{err.strerror}") from None
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(8)
-        except OSError as err:
-            sock.close()
-            raise HostError(f"web display: cannot listen on {self.host or '*'}:{self.port}: "
-                            f"{err.strerror}") from None
-        sock.setblocking(False)
-        self._listener = sock
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.loop.add_reader(sock.fileno(), self._guard(self._accept_ready))
-        self.loop.add_reader(self._wake_r, self._guard(self._wake))
-        self.host, self.port = sock.getsockname()[:2]
-        log.info("web display on http://%s:%d/", self.host, self.port)
-        return self.host, self.port
-
-    def close(self) -> None:
-        for conn in list(self.conns.values()):
-            self._drop(conn, None)
-        if self._listener is not None:
-            self._unregister(self._listener.fileno())
-            self._listener.close()
-            self._listener = None
-        if self._wake_r >= 0:
-            self._unregister(self._wake_r)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-        self._wake_r = self._wake_w = -1
-
-    def _unregister(self, fd: int) -> None:
-        try:
-            self.loop.remove_reader(fd)
-        except (KeyError, ValueError, OSError):
-            pass
-
-    @staticmethod
-    def _guard(callback: Callable[[], None]) -> Callable[[], None]:
-        def guarded() -> None:
-            try:
-                callback()
-            except Exception:
-                log.exception("web display error (the VM keeps running)")
-        return guarded
+    LABEL = "web display"
+    ANNOUNCE = "web display on http://%s:%d/"
+    LOG_HANGUPS = False  # every page fetch is a connection of its own
+    log = log
 
     # --- frames ------------------------------------------------------------------------------
     def show(self, frame: Frame, damage: Rect | None) -> None:
         self._frame = frame
-        for conn in self.conns.values():
+        for conn in self.clients.values():
             if damage is None:
                 conn.full = True
             else:
@@ -144,37 +69,15 @@ class WebDisplay:
         self._pump()
 
     # --- connections ------------------------------------------------------------------------
-    def _accept_ready(self) -> None:
-        assert self._listener is not None
-        for _ in range(MAX_CONNECTIONS):
-            try:
-                sock, address = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                log.warning("web display accept failed: %s", err)
-                return
-            peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "?"
-            if len(self.conns) >= MAX_CONNECTIONS:
-                sock.close()
-                continue
-            sock.setblocking(False)
-            conn = _Conn(sock, sock.fileno(), peer)
-            self.conns[conn.fd] = conn
-            self.loop.add_reader(conn.fd, self._guard(lambda c=conn: self._readable(c)))
+    def _new_client(self, sock: socket.socket, peer: str) -> _Conn:
+        return _Conn(sock, sock.fileno(), peer)
+
+    def _watching(self, conn: _Conn) -> bool:
+        return conn.websocket is not None
 
     def _readable(self, conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as err:
-            self._drop(conn, f"read failed ({err.strerror or err})")
-            return
-        if not data:
-            self._drop(conn, None)
-            return
-        if conn.closing:
+        data = self._receive(conn)
+        if data is None or conn.closing:
             return
         try:
             if conn.websocket is None:
@@ -187,7 +90,7 @@ class WebDisplay:
         except WsProtocolError as err:
             conn.out += close_frame(err.code, str(err))
             self._close_after_output(conn, f"WebSocket: {err}")
-        if self.conns.get(conn.fd) is conn:
+        if self._alive(conn):
             self._service(conn)
             self._flush(conn)
 
@@ -284,21 +187,8 @@ class WebDisplay:
         conn.closing = True
         self._flush(conn)
 
-    def _flush(self, conn: _Conn) -> None:
-        while conn.out:
-            try:
-                sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as err:
-                self._drop(conn, f"write failed ({err.strerror or err})")
-                return
-            del conn.out[:sent]
-        if conn.out:
-            if not self._retry_due:
-                self._retry_due = True
-                self.loop.call_at(self.loop.now_ns() + FLUSH_RETRY_NS, self._ring)
-        elif conn.closing and conn.shut_at is None:
+    def _flushed(self, conn: _Conn) -> None:
+        if conn.closing and conn.shut_at is None:
             # Half-close and wait for the peer's EOF: closing at once, with its bytes
             # unread, could reset the connection and lose what we just sent.
             conn.shut_at = self.loop.now_ns()
@@ -306,48 +196,17 @@ class WebDisplay:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 self._drop(conn, None)
-                return
-            self.loop.call_at(conn.shut_at + HANGUP_GRACE_NS, self._ring)
-
-    def _ring(self) -> None:
-        """Timer callback (device lock held): only wake the loop."""
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass
-
-    def _wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        self._retry_due = False
-        self._pump()
+            else:
+                self.loop.call_at(conn.shut_at + HANGUP_GRACE_NS, self._ring)
 
     def _pump(self) -> None:
+        """Drop the half-closed connections whose peer did not hang up in time, then as
+        for every server."""
         now = self.loop.now_ns()
-        for conn in list(self.conns.values()):
+        for conn in list(self.clients.values()):
             if conn.shut_at is not None and now - conn.shut_at >= HANGUP_GRACE_NS:
                 self._drop(conn, None)
-                continue
-            if conn.out:
-                self._flush(conn)
-            if self.conns.get(conn.fd) is conn:
-                self._service(conn)
-                if conn.out:
-                    self._flush(conn)
-
-    def _drop(self, conn: _Conn, reason: str | None) -> None:
-        if self.conns.get(conn.fd) is not conn:
-            return
-        del self.conns[conn.fd]
-        if reason:
-            log.warning("web display client %s: %s; closing it", conn.peer, reason)
-        self._unregister(conn.fd)
-        conn.sock.close()
-        if not any(c.websocket is not None for c in self.conns.values()):
-            self.feed.watch(self, None)
+        super()._pump()
 
 
 __all__ = ["WebDisplay", "UPDATE_HEADER", "MAX_CONNECTIONS", "LOW_WATER"]
