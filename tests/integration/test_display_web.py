@@ -4,7 +4,6 @@ pixel for pixel, follows changes, and keys typed on it reach the guest through t
 from __future__ import annotations
 
 import socket
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -12,11 +11,9 @@ import numpy as np
 import pytest
 
 from pyhvm.backends.display.web import WebDisplay
-from pyhvm.machine.displays import DisplayHub
-from pyhvm.runtime.eventloop import EventLoop
 from tests import chromium
+from tests.display_served import Served, serve, wait_until
 from tests.integration.test_display import boot_watching, quit_vm
-from tests.unit.test_vnc import FakeScreen, wait_until
 from tests.vga_pattern import pattern_rgb
 
 pytestmark = pytest.mark.skipif(chromium.missing_reason() is not None,
@@ -29,41 +26,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Served:
-    def __init__(self, screen: FakeScreen, server: WebDisplay,
-                 keys: list[tuple[int, bool]]) -> None:
-        self.screen, self.server, self.keys = screen, server, keys
+WebServed = Served[WebDisplay]
 
 
 @pytest.fixture
-def served() -> Iterator[Served]:
+def served() -> Iterator[WebServed]:
     """A web display of a fake screen, in an event loop thread (no guest needed)."""
-    lock = threading.Lock()
-    loop = EventLoop(lock)
-    loop.max_sleep = 0.05
-    screen = FakeScreen(lock, height=200, width=320)
-    screen.pixels[:] = np.random.default_rng(2).integers(0, 256, (200, 320, 3))
-    hub = DisplayHub(loop, screen, lock)
-    keys: list[tuple[int, bool]] = []
-    server = WebDisplay(loop, hub, lambda k, d: keys.append((k, d)), "127.0.0.1", 0,
-                        period_ns=10_000_000)
-    server.listen()
-    hub.outputs.append(server)
-    done = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(done.is_set,), daemon=True)
-    thread.start()
-    try:
-        yield Served(screen, server, keys)
-    finally:
-        done.set()
-        loop.wake()
-        thread.join(timeout=5)
-        server.close()
-        hub.close()
-        loop.close()
+    pixels = np.random.default_rng(2).integers(0, 256, (200, 320, 3))
+    with serve(lambda loop, hub, keys: WebDisplay(loop, hub, keys, "127.0.0.1", 0,
+                                                  period_ns=10_000_000),
+               Served, height=200, width=320, pixels=pixels) as running:
+        yield running
 
 
-def test_the_canvas_shows_the_screen_follows_changes_and_sends_keys(served: Served) -> None:
+def test_the_canvas_shows_the_screen_follows_changes_and_sends_keys(served: WebServed) -> None:
     browser = chromium.Chromium(f"http://127.0.0.1:{served.server.port}/")
     try:
         browser.wait_for("window.pyhvm?.frames >= 1")

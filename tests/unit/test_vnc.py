@@ -4,105 +4,27 @@ renderer; checked with the independent test client (tests/rfb_client.py)."""
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pytest
 
-from pyhvm.backends.display.frame import Frame
 from pyhvm.backends.display.vnc import LOW_WATER, VncServer
-from pyhvm.machine.displays import DisplayHub
-from pyhvm.runtime.eventloop import EventLoop
+from tests import display_served
+from tests.display_served import WAIT_S, serve, wait_until
 from tests.rfb_client import DESKTOP_SIZE, RAW, ZLIB, ZRLE, PixelFormat, RfbClient
 
-WAIT_S = 10.0
 
-
-class FakeScreen:
-    """A FrameSource: a picture the test paints on, with honest dirty rows."""
-
-    def __init__(self, lock: threading.Lock, height: int = 120, width: int = 160) -> None:
-        self.lock = lock
-        self.pixels = np.zeros((height, width, 3), dtype=np.uint8)
-        self.pixels[:, :] = (0, 0, 170)
-        self.dirty: tuple[int, int] | None = None  # None: everything (first frame)
-        self.serial = 0
-        self.calls = 0
-
-    def frame(self) -> Frame:
-        self.calls += 1
-        self.serial += 1
-        dirty, self.dirty = self.dirty, (0, 0)
-        return Frame(self.pixels.copy(), dirty, self.serial)
-
-    def paint(self, y0: int, y1: int, x0: int, x1: int, colour: object) -> None:
-        with self.lock:
-            self.pixels[y0:y1, x0:x1] = colour
-            if self.dirty is None:
-                pass  # everything is dirty already
-            elif self.dirty[0] >= self.dirty[1]:
-                self.dirty = (y0, y1)
-            else:
-                self.dirty = (min(self.dirty[0], y0), max(self.dirty[1], y1))
-
-    def resize(self, height: int, width: int, pixels: np.ndarray | None = None) -> None:
-        with self.lock:
-            self.pixels = pixels if pixels is not None else \
-                np.full((height, width, 3), 40, dtype=np.uint8)
-            self.dirty = None
-
-
-class Served:
-    def __init__(self, loop: EventLoop, screen: FakeScreen, hub: DisplayHub,
-                 server: VncServer, keys: list[tuple[int, bool]]) -> None:
-        self.loop, self.screen, self.hub, self.server, self.keys = loop, screen, hub, server, keys
-
+class Served(display_served.Served[VncServer]):
     def client(self, **kwargs: object) -> RfbClient:
         return RfbClient("127.0.0.1", self.server.port, **kwargs)  # type: ignore[arg-type]
-
-    def on_loop(self, fn: Callable[[], object]) -> object:
-        """Run `fn` in the loop thread and wait for it (server state is the loop's)."""
-        done = threading.Event()
-        box: list[object] = []
-        self.loop.call_soon(lambda: (box.append(fn()), done.set()))
-        assert done.wait(WAIT_S)
-        return box[0]
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    lock = threading.Lock()
-    loop = EventLoop(lock)
-    loop.max_sleep = 0.05
-    screen = FakeScreen(lock)
-    hub = DisplayHub(loop, screen, lock)
-    keys: list[tuple[int, bool]] = []
-    server = VncServer(loop, hub, lambda keysym, down: keys.append((keysym, down)),
-                       "127.0.0.1", 0, name="test vm", period_ns=10_000_000)
-    server.listen()
-    hub.outputs.append(server)
-    done = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(done.is_set,), daemon=True)
-    thread.start()
-    try:
-        yield Served(loop, screen, hub, server, keys)
-    finally:
-        done.set()
-        loop.wake()
-        thread.join(timeout=5)
-        server.close()
-        hub.close()
-        loop.close()
+    with serve(lambda loop, hub, keys: VncServer(loop, hub, keys, "127.0.0.1", 0, name="test vm",
+                                                 period_ns=10_000_000), Served) as running:
+        yield running
 
 
 def test_handshake_reports_the_screen_and_a_full_update_matches_it(served: Served) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 from typing import Iterator
 
 import numpy as np
@@ -19,10 +18,9 @@ from pyhvm.backends.display.websocket import (CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE
                                               OP_PONG, OP_TEXT, HttpError, WsDecoder,
                                               WsProtocolError, accept_key, encode_frame,
                                               parse_request, upgrade_response)
-from pyhvm.machine.displays import DisplayHub
-from pyhvm.runtime.eventloop import EventLoop
+from tests import display_served
+from tests.display_served import WAIT_S, serve, wait_until
 from tests.unit.test_png import decode_png
-from tests.unit.test_vnc import WAIT_S, FakeScreen, wait_until
 from tests.ws_client import WsClient
 
 
@@ -128,39 +126,17 @@ def test_arbitrary_bytes_decode_or_raise_a_protocol_error(junk: bytes) -> None:
 
 # --- the server ----------------------------------------------------------------------------------
 
-class Served:
-    def __init__(self, loop: EventLoop, screen: FakeScreen, server: WebDisplay,
-                 keys: list[tuple[int, bool]]) -> None:
-        self.loop, self.screen, self.server, self.keys = loop, screen, server, keys
-
+class Served(display_served.Served[WebDisplay]):
     def ws(self, **headers: str) -> WsClient:
         return WsClient("127.0.0.1", self.server.port, "/ws", headers or None)
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    lock = threading.Lock()
-    loop = EventLoop(lock)
-    loop.max_sleep = 0.05
-    screen = FakeScreen(lock)
-    hub = DisplayHub(loop, screen, lock)
-    keys: list[tuple[int, bool]] = []
-    server = WebDisplay(loop, hub, lambda k, d: keys.append((k, d)), "127.0.0.1", 0,
-                        name="test <vm>", period_ns=10_000_000)
-    server.listen()
-    hub.outputs.append(server)
-    done = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(done.is_set,), daemon=True)
-    thread.start()
-    try:
-        yield Served(loop, screen, server, keys)
-    finally:
-        done.set()
-        loop.wake()
-        thread.join(timeout=5)
-        server.close()
-        hub.close()
-        loop.close()
+    with serve(lambda loop, hub, keys: WebDisplay(loop, hub, keys, "127.0.0.1", 0,
+                                                  name="test <vm>", period_ns=10_000_000),
+               Served) as running:
+        yield running
 
 
 def http_get(port: int, path: str) -> bytes:
