@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyhvm.boot.firmware import DEFAULT_BIOS
-from tests.disk_image_builder import missing_tools
-from tests.guestkit import DEBUG_EXIT_PORT, QEMU, REPO_ROOT, kvm_skip_reason, qemu_missing_reason
+from tests.disk_image_builder import BOOT_SECTOR_MESSAGE, missing_tools
+from tests.guestkit import (DEBUG_EXIT_PORT, QEMU, REPO_ROOT, kvm_skip_reason, parse_results,
+                            qemu_missing_reason)
 
 SEABIOS = DEFAULT_BIOS
 MEMORY_MIB = 128
@@ -27,6 +28,9 @@ MEMORY_MIB = 128
 # times that on a machine shared with other work.
 FULL_CHAIN_TIMEOUT = 600
 QUICK_TIMEOUT = 120
+BANNER = "SeaBIOS (version "  # on the console once per POST
+BOOTING = "Booting from Hard Disk..."
+BOOT_MESSAGE = BOOT_SECTOR_MESSAGE.decode()  # what the test boot sector prints
 
 
 def _required(reason: str | None) -> str | None:
@@ -79,12 +83,17 @@ class FirmwareRun:
                 f"--- debug log ---\n{self.debug[-3000:]}\n--- stderr ---\n{self.stderr}")
 
 
-def pyhvm_command(disk: Path, *, vga: bool = False, debug_log: Path | None = None,
-                  max_seconds: int = QUICK_TIMEOUT - 10, extra: Sequence[str] = ()
-                  ) -> list[str]:
+def pyhvm_command(disk: Path | None, *, vga: bool = False, debug_log: Path | None = None,
+                  max_seconds: int = QUICK_TIMEOUT - 10, kernel: Path | None = None,
+                  append: str = "", extra: Sequence[str] = ()) -> list[str]:
+    """pyhvm on SeaBIOS with `disk` on the primary IDE master, or booting `kernel` (with
+    `append`) through the option ROM QEMU would use."""
     command = [sys.executable, "-m", "pyhvm", "run", "--bios", SEABIOS,
-               "-m", f"{MEMORY_MIB}M", "--drive", f"file={disk},if=ide,format=raw",
-               "--max-seconds", str(max_seconds)]
+               "-m", f"{MEMORY_MIB}M", "--max-seconds", str(max_seconds)]
+    if disk is not None:
+        command += ["--drive", f"file={disk},if=ide,format=raw"]
+    if kernel is not None:
+        command += ["--kernel", str(kernel), "--append", append]
     if not vga:
         command += ["--vga", "none"]
     if debug_log is not None:
@@ -92,18 +101,32 @@ def pyhvm_command(disk: Path, *, vga: bool = False, debug_log: Path | None = Non
     return command + list(extra)
 
 
-def qemu_command(disk: Path, *, vga: bool = False, debug_log: Path | None = None,
-                 extra: Sequence[str] = ()) -> list[str]:
+def qemu_command(disk: Path | None, *, vga: bool = False, debug_log: Path | None = None,
+                 kernel: Path | None = None, append: str = "", extra: Sequence[str] = ()
+                 ) -> list[str]:
+    """The same machine as `pyhvm_command`'s, on QEMU."""
     command = [QEMU, "-enable-kvm", "-cpu", "qemu64", "-m", str(MEMORY_MIB),
                "-machine", "pc,graphics=off", "-nodefaults", "-display", "none",
-               "-bios", SEABIOS, "-drive", f"file={disk},if=ide,format=raw",
-               "-serial", "stdio",
+               "-bios", SEABIOS, "-serial", "stdio",
                "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=4"]
+    if disk is not None:
+        command += ["-drive", f"file={disk},if=ide,format=raw"]
+    if kernel is not None:
+        command += ["-kernel", str(kernel), "-append", append]
     command += ["-vga", "std"] if vga else ["-vga", "none"]
     if debug_log is not None:
         command += ["-chardev", f"file,id=seabios,path={debug_log}",
                     "-device", "isa-debugcon,iobase=0x402,chardev=seabios"]
     return command + list(extra)
+
+
+def hello_fields(console: str) -> dict[str, str] | None:
+    """The fields of the first `hello` scenario result on `console`, if any."""
+    results = [r for r in parse_results(console) if r.scenario == "hello"]
+    return results[0].fields if results else None
+
+
+HELLO_OK = {"ok": "1", "args": "2"}  # the hello scenario's success, two arguments
 
 
 def run(command: list[str], timeout: float, debug_log: Path | None = None) -> FirmwareRun:

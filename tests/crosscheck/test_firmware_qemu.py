@@ -11,15 +11,11 @@ import pytest
 
 from tests import firmware_run as fr
 from tests import guestkit, vga_pattern
-from tests.disk_image_builder import (BOOT_SECTOR_EXIT_CODE, BOOT_SECTOR_MESSAGE, build_disk,
-                                      build_boot_sector_disk)
-from tests.guestkit import parse_results
+from tests.disk_image_builder import BOOT_SECTOR_EXIT_CODE, build_disk, build_boot_sector_disk
+from tests.firmware_run import BANNER, BOOTING, HELLO_OK
+from tests.firmware_run import BOOT_MESSAGE as MESSAGE
 
 pytestmark = pytest.mark.qemu
-
-BANNER = "SeaBIOS (version "
-BOOTING = "Booting from Hard Disk..."
-MESSAGE = BOOT_SECTOR_MESSAGE.decode()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,11 +67,7 @@ def test_vga_screen_after_post_is_pixel_identical_on_pyhvm_and_qemu() -> None:
 
 def test_qemu_boots_the_same_kernel_through_its_linuxboot_rom(tmp_path: Path) -> None:
     kernel = fr.fake_linux_image(tmp_path / "bzImage")
-    command = [guestkit.QEMU, "-enable-kvm", "-cpu", "qemu64", "-m", str(fr.MEMORY_MIB),
-               "-machine", "pc,graphics=off", "-nodefaults", "-display", "none", "-vga", "none",
-               "-bios", fr.SEABIOS, "-kernel", str(kernel),
-               "-append", "console=ttyS0 through=fw_cfg", "-serial", "stdio",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+    command = fr.qemu_command(None, kernel=kernel, append="console=ttyS0 through=fw_cfg")
     run = fr.run(command, fr.QUICK_TIMEOUT)
     assert run.returncode == fr.FAKE_LINUX_EXIT_CODE, run.describe()
     assert "Booting from ROM" in run.console
@@ -83,16 +75,11 @@ def test_qemu_boots_the_same_kernel_through_its_linuxboot_rom(tmp_path: Path) ->
 
 
 def test_qemu_boots_the_guest_kit_through_the_same_multiboot_rom(guestkit_elf: Path) -> None:
-    command = [guestkit.QEMU, "-enable-kvm", "-cpu", "qemu64", "-m", str(fr.MEMORY_MIB),
-               "-machine", "pc,graphics=off", "-nodefaults", "-display", "none", "-vga", "none",
-               "-bios", fr.SEABIOS, "-kernel", str(guestkit_elf),
-               "-append", "scenario=hello via=rom", "-serial", "stdio",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+    command = fr.qemu_command(None, kernel=guestkit_elf, append="scenario=hello via=rom")
     run = fr.run(command, fr.QUICK_TIMEOUT)
     assert run.returncode == 1, run.describe()
     assert f"cmdline: {guestkit_elf} scenario=hello via=rom" in run.console.splitlines()
-    results = [r for r in parse_results(run.console) if r.scenario == "hello"]
-    assert results and results[0].fields == {"ok": "1", "args": "2"}, run.describe()
+    assert fr.hello_fields(run.console) == HELLO_OK, run.describe()
 
 
 def test_full_chain_on_qemu_gives_the_same_results(tmp_path: Path, guestkit_elf: Path) -> None:
@@ -103,5 +90,4 @@ def test_full_chain_on_qemu_gives_the_same_results(tmp_path: Path, guestkit_elf:
     run = fr.run(fr.qemu_command(disk.path), fr.FULL_CHAIN_TIMEOUT)
     assert run.returncode == 1, run.describe()
     assert "GRUB loading" in run.console and "cmdline: scenario=hello chain=grub" in run.console
-    results = [r for r in parse_results(run.console) if r.scenario == "hello"]
-    assert results and results[0].fields == {"ok": "1", "args": "2"}, run.describe()
+    assert fr.hello_fields(run.console) == HELLO_OK, run.describe()

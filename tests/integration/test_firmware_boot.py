@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 
 from tests import firmware_run as fr
-from tests.disk_image_builder import (BOOT_SECTOR_EXIT_CODE, BOOT_SECTOR_MESSAGE, build_disk,
-                                      build_boot_sector_disk)
-from tests.guestkit import REPO_ROOT, parse_results
+from tests.disk_image_builder import BOOT_SECTOR_EXIT_CODE, build_disk, build_boot_sector_disk
+from tests.firmware_run import BANNER, BOOTING, HELLO_OK
+from tests.firmware_run import BOOT_MESSAGE as MESSAGE
+from tests.guestkit import REPO_ROOT
 
 pytestmark = pytest.mark.kvm
-
-BANNER = "SeaBIOS (version "
-BOOTING = "Booting from Hard Disk..."
-MESSAGE = BOOT_SECTOR_MESSAGE.decode()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,9 +106,8 @@ def test_seabios_boots_a_kernel_from_fw_cfg_through_the_linuxboot_rom(tmp_path: 
                                  "(apt-get install qemu-system-data)") or "")
     kernel = fr.fake_linux_image(tmp_path / "bzImage")
     log = tmp_path / "seabios.log"
-    command = [sys.executable, "-m", "pyhvm", "run", "--bios", fr.SEABIOS, "--kernel",
-               str(kernel), "--append", "console=ttyS0 through=fw_cfg", "--vga", "none",
-               "--max-seconds", str(fr.QUICK_TIMEOUT - 10), "--debugcon", f"file:{log}"]
+    command = fr.pyhvm_command(None, kernel=kernel, append="console=ttyS0 through=fw_cfg",
+                               debug_log=log)
     run = fr.run(command, fr.QUICK_TIMEOUT, log)
     assert run.returncode == fr.FAKE_LINUX_EXIT_CODE, run.describe()
     assert "Booting from ROM" in run.console
@@ -129,17 +125,14 @@ def test_seabios_boots_the_guest_kit_through_the_multiboot_rom(tmp_path: Path,
     if find_option_rom(MULTIBOOT_ROM) is None:
         pytest.skip(fr._required(f"QEMU's {MULTIBOOT_ROM} is not installed "
                                  "(apt-get install qemu-system-data)") or "")
-    command = [sys.executable, "-m", "pyhvm", "run", "--bios", fr.SEABIOS, "--kernel",
-               str(guestkit), "--append", "scenario=hello via=rom", "--vga", "none",
-               "--max-seconds", str(fr.QUICK_TIMEOUT - 10)]
+    command = fr.pyhvm_command(None, kernel=guestkit, append="scenario=hello via=rom")
     run = fr.run(command, fr.QUICK_TIMEOUT)
     assert run.returncode == 1, run.describe()
     lines = run.console.splitlines()
     assert f"cmdline: {guestkit} scenario=hello via=rom" in lines, run.describe()
     # The memory map is the firmware's e820, not pyhvm's loader's.
     assert "mmap: base=0x100000 len=0x7f00000 type=1" in lines, run.describe()
-    results = [r for r in parse_results(run.console) if r.scenario == "hello"]
-    assert results and results[0].fields == {"ok": "1", "args": "2"}, run.describe()
+    assert fr.hello_fields(run.console) == HELLO_OK, run.describe()
 
 
 def test_full_chain_seabios_grub_guest_kit(tmp_path: Path, guestkit: Path) -> None:
@@ -156,8 +149,7 @@ def test_full_chain_seabios_grub_guest_kit(tmp_path: Path, guestkit: Path) -> No
     for text in (BANNER, BOOTING, "GRUB loading", "GRUB: loading the guest kit",
                  "cmdline: scenario=hello chain=grub"):
         assert text in console, f"{text!r} missing\n{run.describe()}"
-    results = [r for r in parse_results(console) if r.scenario == "hello"]
-    assert results and results[0].fields == {"ok": "1", "args": "2"}, run.describe()
+    assert fr.hello_fields(console) == HELLO_OK, run.describe()
 
 
 @pytest.mark.parametrize("size, words", [
