@@ -84,6 +84,15 @@ class Bus:
                 and self._mappings[index].device == device):
             self.unregister(base)
 
+    def move(self, old: int | None, new: int | None, size: int, device: Device,
+             name: str = "") -> None:
+        """A guest-placed range moved from `old` to `new` (None: not decoding), as a PCI BAR
+        write reports it: `unplace` the old range, `place` the new one."""
+        if old is not None:
+            self.unplace(old, device)
+        if new is not None:
+            self.place(new, size, device, name)
+
     def unregister(self, base: int) -> None:
         index = bisect.bisect_left(self._bases, base)
         if index == len(self._bases) or self._bases[index] != base:

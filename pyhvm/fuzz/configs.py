@@ -242,12 +242,8 @@ def add_ide(t: Target, p: Profile, chipset: PcChipset, lines: tuple[object, obje
                 pio.unplace(base, device)
 
     def bar_changed(index: int, old: int | None, new: int | None) -> None:
-        if index != 4:
-            return
-        if old is not None:
-            pio.unplace(old, ide.bmide_port)
-        if new is not None:
-            pio.place(new, 16, ide.bmide_port, "ide-bus-master")
+        if index == 4:
+            pio.move(old, new, 16, ide.bmide_port, "ide-bus-master")
 
     function.on_decode_change = decode_changed
     function.on_bar_change = bar_changed
@@ -298,11 +294,8 @@ def add_nic(t: Target, p: Profile, host: PciHost, intx: object | None = None) ->
 
     def bar_changed(index: int, old: int | None, new: int | None) -> None:
         bus = t.pio if index == 0 else t.mmio
-        if old is not None:
-            bus.unplace(old, model.register_port)
-        if new is not None:
-            bus.place(new, 256, model.register_port, "rtl8139" if index == 0 else
-                      "rtl8139-mmio")
+        bus.move(old, new, 256, model.register_port, "rtl8139" if index == 0 else
+                 "rtl8139-mmio")
 
     def firmware_setup() -> None:
         function.config_write(0x10, 4, NIC_IO_BASE)

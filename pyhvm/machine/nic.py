@@ -347,10 +347,7 @@ class Nic:
     def _bar_changed(self, index: int, old: int | None, new: int | None) -> None:
         bus = self.machine.buses.pio if index == 0 else self.machine.buses.mmio
         name = "rtl8139" if index == 0 else "rtl8139-mmio"
-        if old is not None:
-            bus.unplace(old, self.model.register_port)
-        if new is not None:
-            bus.place(new, 256, self.model.register_port, name)
+        bus.move(old, new, 256, self.model.register_port, name)
 
     def reset(self) -> None:
         self.model.reset()

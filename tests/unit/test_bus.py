@@ -78,3 +78,18 @@ def test_dense_table_follows_later_registrations() -> None:
 def test_unregister_of_nothing_is_an_error() -> None:
     with pytest.raises(BusError):
         Bus("pio", 0x10000).unregister(0x1234)
+
+
+def test_a_moved_range_leaves_its_old_place_and_a_clash_leaves_it_off() -> None:
+    """A BAR write: the device follows the guest's address; where it would overlap another
+    device it does not decode, and the other device keeps its range."""
+    bus, dev, other = pio_bus(), Recorder(0x11), Recorder(0x22)
+    bus.register(0xC100, 16, other, "other")
+    bus.move(None, 0xC000, 16, dev, "bar")
+    assert bus.read(0xC004, 1) == 0x11
+    bus.move(0xC000, 0xC108, 16, dev, "bar")  # over `other`: not decoding
+    assert bus.read(0xC004, 1) == 0xFF and bus.read(0xC108, 1) == 0x22
+    bus.move(0xC108, 0xC200, 16, dev, "bar")  # unplacing a failed place touches nothing
+    assert bus.read(0xC108, 1) == 0x22 and bus.read(0xC200, 1) == 0x11
+    bus.move(0xC200, None, 16, dev, "bar")
+    assert [m.name for m in bus.mappings] == ["other"]
