@@ -2,13 +2,6 @@
 #include "pci.h"
 #include "io.h"
 
-static inline uint32_t cfg_inl(uint16_t port)
-{
-    uint32_t v;
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
 static void select_reg(const struct pci_function *f, uint8_t offset)
 {
     outl(PCI_CONFIG_ADDRESS, PCI_CONFIG_ENABLE | (uint32_t)f->bus << 16 |
@@ -18,7 +11,7 @@ static void select_reg(const struct pci_function *f, uint8_t offset)
 uint32_t pci_read32(const struct pci_function *f, uint8_t offset)
 {
     select_reg(f, offset);
-    return cfg_inl(PCI_CONFIG_DATA);
+    return inl(PCI_CONFIG_DATA);
 }
 
 uint16_t pci_read16(const struct pci_function *f, uint8_t offset)
@@ -40,7 +33,11 @@ void pci_write16(const struct pci_function *f, uint8_t offset, uint16_t value)
     outw((uint16_t)(PCI_CONFIG_DATA + (offset & 2)), value);
 }
 
-int pci_find_class(uint8_t class_code, uint8_t subclass, struct pci_function *out)
+/* The first function on bus 0, in device/function order, whose vendor/device dword and
+ * class/revision dword match `id` and `class_rev` in the bits of their masks; its IDs and
+ * class are filled in. Function 0 tells whether a device has more functions. */
+static int scan(uint32_t id_want, uint32_t id_mask, uint32_t class_want, uint32_t class_mask,
+                struct pci_function *out)
 {
     for (uint8_t dev = 0; dev < 32; dev++) {
         uint8_t functions = 1;
@@ -52,7 +49,7 @@ int pci_find_class(uint8_t class_code, uint8_t subclass, struct pci_function *ou
             uint32_t class_rev = pci_read32(&f, PCI_CLASS_REVISION);
             if (fn == 0 && ((pci_read32(&f, PCI_HEADER_TYPE) >> 16) & PCI_HEADER_MULTI_FUNCTION))
                 functions = 8;
-            if ((class_rev >> 24) == class_code && ((class_rev >> 16) & 0xFF) == subclass) {
+            if ((id & id_mask) == id_want && (class_rev & class_mask) == class_want) {
                 f.vendor = (uint16_t)id;
                 f.device = (uint16_t)(id >> 16);
                 f.class_code = (uint8_t)(class_rev >> 24);
@@ -65,4 +62,14 @@ int pci_find_class(uint8_t class_code, uint8_t subclass, struct pci_function *ou
         }
     }
     return -1;
+}
+
+int pci_find_class(uint8_t class_code, uint8_t subclass, struct pci_function *out)
+{
+    return scan(0, 0, (uint32_t)class_code << 24 | (uint32_t)subclass << 16, 0xFFFF0000u, out);
+}
+
+int pci_find_device(uint16_t vendor, uint16_t device, struct pci_function *out)
+{
+    return scan((uint32_t)device << 16 | vendor, 0xFFFFFFFFu, 0, 0, out);
 }

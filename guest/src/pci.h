@@ -42,4 +42,7 @@ void pci_write16(const struct pci_function *f, uint8_t offset, uint16_t value);
  * device/function order; 0 when found, -1 when none. */
 int pci_find_class(uint8_t class_code, uint8_t subclass, struct pci_function *out);
 
+/* First function on bus 0 with this vendor and device ID, in the same order. */
+int pci_find_device(uint16_t vendor, uint16_t device, struct pci_function *out);
+
 #endif

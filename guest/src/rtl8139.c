@@ -46,20 +46,6 @@ static uint32_t rx_off;                 /* read offset in the ring */
 static unsigned tx_cur, tx_dirty;       /* next slot to fill, oldest slot in flight */
 static uint16_t imr;
 
-static inline uint16_t inw(uint16_t port)
-{
-    uint16_t v;
-    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-static inline uint32_t inl(uint16_t port)
-{
-    uint32_t v;
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
 /* Whole quadwords, rounded up: the source may be read up to 7 bytes past the end (the
  * ring has slack), the destination is a 2 KiB slot. */
 static inline void copy_qwords(void *dst, const void *src, uint64_t bytes)
@@ -262,28 +248,6 @@ static void rtl_irq(unsigned irq)
 
 /* --- setup ---------------------------------------------------------------------------- */
 
-static int find_function(struct pci_function *out)
-{
-    for (uint8_t dev = 0; dev < 32; dev++) {
-        uint8_t functions = 1;
-        for (uint8_t fn = 0; fn < functions; fn++) {
-            struct pci_function f = { 0, dev, fn, 0, 0, 0, 0, 0, 0 };
-            uint32_t id = pci_read32(&f, PCI_VENDOR_ID);
-            if ((id & 0xFFFF) == PCI_VENDOR_NONE)
-                continue;
-            if (fn == 0 && ((pci_read32(&f, PCI_HEADER_TYPE) >> 16) & PCI_HEADER_MULTI_FUNCTION))
-                functions = 8;
-            if (id == ((uint32_t)RTL_DEVICE << 16 | RTL_VENDOR)) {
-                f.vendor = RTL_VENDOR;
-                f.device = RTL_DEVICE;
-                *out = f;
-                return 0;
-            }
-        }
-    }
-    return -1;
-}
-
 static void elcr_level(uint8_t irq)
 {
     uint16_t port = irq & 8 ? PIC_ELCR_SLAVE : PIC_ELCR_MASTER;
@@ -336,7 +300,7 @@ static int setup_irq(const struct pci_function *f, const char **why)
 static int setup_pci(const char **why)
 {
     struct pci_function f;
-    if (find_function(&f)) {
+    if (pci_find_device(RTL_VENDOR, RTL_DEVICE, &f)) {
         *why = "no-rtl8139";
         return -1;
     }

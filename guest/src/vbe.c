@@ -10,42 +10,6 @@
 #define PCI_BAR_MEM_64  0x4             /* type bits 2:1 = 10b */
 #define FOUR_GIB        (1ULL << 32)
 
-static inline uint16_t inw(uint16_t port)
-{
-    uint16_t v;
-    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-/* Bus 0, every device and function: the std VGA sits at 00:02.0 on QEMU's i440FX, but a
- * driver does not count on that. */
-static int find_function(uint16_t vendor, uint16_t device, struct pci_function *out)
-{
-    for (uint8_t dev = 0; dev < 32; dev++) {
-        uint8_t functions = 1;
-        for (uint8_t fn = 0; fn < functions; fn++) {
-            struct pci_function f = { 0, dev, fn, 0, 0, 0, 0, 0, 0 };
-            uint32_t id = pci_read32(&f, PCI_VENDOR_ID);
-            if ((id & 0xFFFF) == PCI_VENDOR_NONE)
-                continue;
-            if (fn == 0 && ((pci_read32(&f, PCI_HEADER_TYPE) >> 16) & PCI_HEADER_MULTI_FUNCTION))
-                functions = 8;
-            if ((id & 0xFFFF) == vendor && (id >> 16) == device) {
-                uint32_t class_rev = pci_read32(&f, PCI_CLASS_REVISION);
-                f.vendor = vendor;
-                f.device = device;
-                f.class_code = (uint8_t)(class_rev >> 24);
-                f.subclass = (uint8_t)(class_rev >> 16);
-                f.prog_if = (uint8_t)(class_rev >> 8);
-                f.revision = (uint8_t)class_rev;
-                *out = f;
-                return 0;
-            }
-        }
-    }
-    return -1;
-}
-
 static uint64_t read_mem_bar(const struct pci_function *f, uint8_t offset)
 {
     uint32_t lo = pci_read32(f, offset);
@@ -78,7 +42,7 @@ void vbe_write(const struct vbe_device *dev, uint8_t index, uint16_t value)
 int vbe_probe(const char *scenario, enum vbe_io io, struct vbe_device *dev)
 {
     *dev = (struct vbe_device){ .io = io };
-    if (find_function(VBE_PCI_VENDOR, VBE_PCI_DEVICE, &dev->pci)) {
+    if (pci_find_device(VBE_PCI_VENDOR, VBE_PCI_DEVICE, &dev->pci)) {
         kprintf("RESULT %s ok=0 error=no-device id=%04x:%04x\n", scenario, VBE_PCI_VENDOR,
                 VBE_PCI_DEVICE);
         return STATUS_FAIL;
