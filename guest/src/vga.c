@@ -2,40 +2,48 @@
 #include "vga.h"
 #include "io.h"
 
+/* The sequencer, CRTC and graphics controller: an index port, then its data port. */
+static uint8_t indexed_read(uint16_t index_port, uint16_t data_port, uint8_t index)
+{
+    outb(index_port, index);
+    return inb(data_port);
+}
+
+static void indexed_write(uint16_t index_port, uint16_t data_port, uint8_t index,
+                          uint8_t value)
+{
+    outb(index_port, index);
+    outb(data_port, value);
+}
+
 uint8_t vga_seq_read(uint8_t index)
 {
-    outb(VGA_SEQ_INDEX, index);
-    return inb(VGA_SEQ_DATA);
+    return indexed_read(VGA_SEQ_INDEX, VGA_SEQ_DATA, index);
 }
 
 void vga_seq_write(uint8_t index, uint8_t value)
 {
-    outb(VGA_SEQ_INDEX, index);
-    outb(VGA_SEQ_DATA, value);
+    indexed_write(VGA_SEQ_INDEX, VGA_SEQ_DATA, index, value);
 }
 
 uint8_t vga_crtc_read(uint8_t index)
 {
-    outb(VGA_CRTC_INDEX, index);
-    return inb(VGA_CRTC_DATA);
+    return indexed_read(VGA_CRTC_INDEX, VGA_CRTC_DATA, index);
 }
 
 void vga_crtc_write(uint8_t index, uint8_t value)
 {
-    outb(VGA_CRTC_INDEX, index);
-    outb(VGA_CRTC_DATA, value);
+    indexed_write(VGA_CRTC_INDEX, VGA_CRTC_DATA, index, value);
 }
 
 uint8_t vga_gc_read(uint8_t index)
 {
-    outb(VGA_GC_INDEX, index);
-    return inb(VGA_GC_DATA);
+    return indexed_read(VGA_GC_INDEX, VGA_GC_DATA, index);
 }
 
 void vga_gc_write(uint8_t index, uint8_t value)
 {
-    outb(VGA_GC_INDEX, index);
-    outb(VGA_GC_DATA, value);
+    indexed_write(VGA_GC_INDEX, VGA_GC_DATA, index, value);
 }
 
 uint8_t vga_ac_read(uint8_t index)
