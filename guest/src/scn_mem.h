@@ -96,6 +96,18 @@ static inline uint64_t read_cr3(void)      /* CPL 0 */
 /* "4k" or "2m" (default 4k) from the argument `pages`; 0 and an error line if neither. */
 uint64_t mem_page_arg(const char *scenario);
 
+/* mb= (default `default_mb`; 1 MiB to 1 TiB, even with 2 MiB pages) and pages=;
+ * 0, or -1 after an error line. */
+int mem_size_args(const char *scenario, uint64_t default_mb, uint64_t *mb, uint64_t *page);
+
+/* At CPL 3: map the plan's data at MEM_WINDOW with `page` pages, in tables from the plan's
+ * pool under the kit's PML4, and load CR3. 0, or -1 when the pool ran out. */
+int mem_map_window(const struct mem_plan *plan, uint64_t page);
+
+/* Install the SYS_MEM_* calls and run `fn(job)` at CPL 3; `fn` returns nonzero when its
+ * page-table pool ran out, which is reported here. 0, or -1 after that error line. */
+int mem_run_user(const char *scenario, uint64_t (*fn)(void *), void *job);
+
 /* Print " key=N.NN" nanoseconds per operation from TSC cycles (no 128-bit division). */
 void mem_print_ns(const char *key, uint64_t cycles, uint64_t ops, uint64_t tsc_khz);
 

@@ -8,6 +8,7 @@
 #define MMAP_MAX_ENTRIES 64
 #define FOUR_GIB 0x100000000ULL
 #define POOL_SLACK_PAGES 8ULL
+#define MAX_MB (1ULL << 20)             /* 1 TiB: beyond any guest this kit runs in */
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -198,6 +199,40 @@ uint64_t mem_page_arg(const char *scenario)
         return PAGE_2M;
     kprintf("RESULT error bad-arg scenario=%s key=pages value=%s\n", scenario, s);
     return 0;
+}
+
+int mem_size_args(const char *scenario, uint64_t default_mb, uint64_t *mb, uint64_t *page)
+{
+    if (arg_u64(scenario, "mb", default_mb, mb))
+        return -1;
+    *page = mem_page_arg(scenario);
+    if (!*page)
+        return -1;
+    if (*mb == 0 || *mb > MAX_MB || (*page == PAGE_2M && (*mb & 1))) {
+        kprintf("RESULT error bad-arg scenario=%s key=mb value=%s\n", scenario,
+                cmdline_get("mb"));
+        return -1;
+    }
+    return 0;
+}
+
+int mem_map_window(const struct mem_plan *plan, uint64_t page)
+{
+    struct pt_pool pool;
+    pt_pool_init(&pool, plan);
+    if (mem_map(&pool, pml4, MEM_WINDOW, plan->data_phys, plan->data_size, page) < 0)
+        return -1;
+    mem_syscall(SYS_MEM_CR3, (uint64_t)(uintptr_t)pml4);        /* the new PML4 slot */
+    return 0;
+}
+
+int mem_run_user(const char *scenario, uint64_t (*fn)(void *), void *job)
+{
+    mem_syscalls_install();
+    if (run_user(fn, job) == 0)
+        return 0;
+    kprintf("RESULT error no-memory scenario=%s what=page-tables\n", scenario);
+    return -1;
 }
 
 void mem_print_ns(const char *key, uint64_t cycles, uint64_t ops, uint64_t tsc_khz)

@@ -36,7 +36,6 @@ struct churn_job {
     uint64_t n, spaces, pages;
     uint64_t syscall_cycles, switch_cycles, pte_cycles, cycle_cycles, invlpg_cycles;
     uint64_t mismatches, cpl;
-    int failed;
 };
 
 static uint64_t *space_pml4[MAX_SPACES];
@@ -66,8 +65,7 @@ static uint64_t churn_user(void *arg)           /* CPL 3 */
         uint64_t *top = pt_alloc(&pool);
         if (!top || mem_map(&pool, top, MEM_WINDOW, frame(job, s, 0), pages * PAGE_4K,
                             PAGE_4K) < 0) {
-            job->failed = 1;
-            return 0;
+            return 1;                           /* the pool ran out */
         }
         top[0] = pml4[0];                       /* the identity map: kernel and tables */
         space_pml4[s] = top;
@@ -149,12 +147,8 @@ int scn_mem_ptchurn(const struct multiboot_info *mbi)
         return STATUS_USAGE;
     }
     const struct tsc_info *tsc = tsc_info();
-    mem_syscalls_install();
-    run_user(churn_user, &job);
-    if (job.failed) {
-        kprintf("RESULT error no-memory scenario=mem-ptchurn what=page-tables\n");
+    if (mem_run_user("mem-ptchurn", churn_user, &job))
         return STATUS_FAIL;
-    }
     kprintf("RESULT mem-ptchurn n=%lu spaces=%lu pages=%lu", job.n, job.spaces, job.pages);
     mem_print_ns("syscall_ns", job.syscall_cycles, job.n, tsc->khz);
     mem_print_ns("switch_ns", job.switch_cycles, job.n, tsc->khz);

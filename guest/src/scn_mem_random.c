@@ -21,7 +21,6 @@
 
 #define DEFAULT_MB 256
 #define DEFAULT_READS 1000000
-#define MAX_MB (1ULL << 20)
 #define MAX_PAGES (1ULL << 32)          /* the page index is drawn from 32 random bits */
 #define LINE_MASK 0xFC0ULL              /* a 64-byte line within the 4 KiB page */
 #define WORD_IN_LINE 0x38ULL            /* a word within that line, from the last value */
@@ -30,21 +29,14 @@ struct random_job {
     struct mem_plan plan;
     uint64_t page, pages, reads;
     uint64_t cycles, checksum, cpl;
-    int failed;
 };
 
 static uint64_t random_user(void *arg)          /* CPL 3 */
 {
     struct random_job *job = arg;
-    struct pt_pool pool;
     job->cpl = current_cpl();
-    pt_pool_init(&pool, &job->plan);
-    if (mem_map(&pool, pml4, MEM_WINDOW, job->plan.data_phys, job->plan.data_size,
-                job->page) < 0) {
-        job->failed = 1;
-        return 0;
-    }
-    mem_syscall(SYS_MEM_CR3, (uint64_t)(uintptr_t)pml4);
+    if (mem_map_window(&job->plan, job->page) < 0)
+        return 1;
     volatile uint64_t *base = (volatile uint64_t *)MEM_WINDOW;
     const uint64_t stride = PAGE_4K / sizeof(uint64_t), n = job->pages;
     for (uint64_t i = 0; i < n; i++)
@@ -69,17 +61,9 @@ int scn_mem_random(const struct multiboot_info *mbi)
 {
     static struct random_job job;
     uint64_t mb;
-    if (arg_u64("mem-random", "mb", DEFAULT_MB, &mb) ||
+    if (mem_size_args("mem-random", DEFAULT_MB, &mb, &job.page) ||
         arg_u64("mem-random", "reads", DEFAULT_READS, &job.reads))
         return STATUS_USAGE;
-    job.page = mem_page_arg("mem-random");
-    if (!job.page)
-        return STATUS_USAGE;
-    if (mb == 0 || mb > MAX_MB || (job.page == PAGE_2M && (mb & 1))) {
-        kprintf("RESULT error bad-arg scenario=mem-random key=mb value=%s\n",
-                cmdline_get("mb"));
-        return STATUS_USAGE;
-    }
     if (job.reads == 0) {
         kprintf("RESULT error bad-arg scenario=mem-random key=reads value=0\n");
         return STATUS_USAGE;
@@ -95,12 +79,8 @@ int scn_mem_random(const struct multiboot_info *mbi)
         return STATUS_USAGE;
     }
     const struct tsc_info *tsc = tsc_info();
-    mem_syscalls_install();
-    run_user(random_user, &job);
-    if (job.failed) {
-        kprintf("RESULT error no-memory scenario=mem-random what=page-tables\n");
+    if (mem_run_user("mem-random", random_user, &job))
         return STATUS_FAIL;
-    }
     kprintf("RESULT mem-random mb=%lu pages=%s reads=%lu cycles=%lu", mb,
             job.page == PAGE_2M ? "2m" : "4k", job.reads, job.cycles);
     mem_print_ns("ns_per_read", job.cycles, job.reads, tsc->khz);

@@ -11,7 +11,6 @@
  *   RESULT mem-touch mb= pages= touched= cycles= ns_per_page= retouch_ns_per_page=
  *          mismatches= phys= ram= tsc_khz= tsc_source= cpl=
  */
-#include "cmdline.h"
 #include "cpu.h"
 #include "io.h"
 #include "kit.h"
@@ -20,14 +19,12 @@
 #include "tsc.h"
 
 #define DEFAULT_MB 64
-#define MAX_MB (1ULL << 20)             /* 1 TiB: beyond any guest this kit runs in */
 
 struct touch_job {
     struct mem_plan plan;
     uint64_t page;
     uint64_t pages;
     uint64_t first_cycles, again_cycles, mismatches, cpl;
-    int failed;
 };
 
 static uint64_t pattern(uint64_t i) { return (i * 0x9E3779B97F4A7C15ULL) | 1; }
@@ -35,15 +32,9 @@ static uint64_t pattern(uint64_t i) { return (i * 0x9E3779B97F4A7C15ULL) | 1; }
 static uint64_t touch_user(void *arg)           /* CPL 3 */
 {
     struct touch_job *job = arg;
-    struct pt_pool pool;
     job->cpl = current_cpl();
-    pt_pool_init(&pool, &job->plan);
-    if (mem_map(&pool, pml4, MEM_WINDOW, job->plan.data_phys, job->plan.data_size,
-                job->page) < 0) {
-        job->failed = 1;
-        return 0;
-    }
-    mem_syscall(SYS_MEM_CR3, (uint64_t)(uintptr_t)pml4);        /* the new PML4 slot */
+    if (mem_map_window(&job->plan, job->page) < 0)
+        return 1;
     volatile uint64_t *base = (volatile uint64_t *)MEM_WINDOW;
     const uint64_t stride = PAGE_4K / sizeof(uint64_t), n = job->pages;
 
@@ -67,26 +58,15 @@ int scn_mem_touch(const struct multiboot_info *mbi)
 {
     static struct touch_job job;
     uint64_t mb;
-    if (arg_u64("mem-touch", "mb", DEFAULT_MB, &mb))
+    if (mem_size_args("mem-touch", DEFAULT_MB, &mb, &job.page))
         return STATUS_USAGE;
-    job.page = mem_page_arg("mem-touch");
-    if (!job.page)
-        return STATUS_USAGE;
-    if (mb == 0 || mb > MAX_MB || (job.page == PAGE_2M && (mb & 1))) {
-        kprintf("RESULT error bad-arg scenario=mem-touch key=mb value=%s\n", cmdline_get("mb"));
-        return STATUS_USAGE;
-    }
     uint64_t bytes = mb << 20;
     if (mem_plan(mbi, "mem-touch", bytes, mem_pool_need(bytes, job.page), &job.plan))
         return STATUS_USAGE;
     const struct tsc_info *tsc = tsc_info();
     job.pages = bytes / PAGE_4K;
-    mem_syscalls_install();
-    run_user(touch_user, &job);
-    if (job.failed) {
-        kprintf("RESULT error no-memory scenario=mem-touch what=page-tables\n");
+    if (mem_run_user("mem-touch", touch_user, &job))
         return STATUS_FAIL;
-    }
     kprintf("RESULT mem-touch mb=%lu pages=%s touched=%lu cycles=%lu", mb,
             job.page == PAGE_2M ? "2m" : "4k", job.pages, job.first_cycles);
     mem_print_ns("ns_per_page", job.first_cycles, job.pages, tsc->khz);
