@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 GUESTKIT_RELATIVE = Path("guest") / "build" / "guestkit.elf"
@@ -140,6 +140,38 @@ def metric(name: str, values: Sequence[float], digits: int = 3) -> dict[str, Any
             f"{name}_reps": [round(v, digits) for v in values]}
 
 
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def ratio_of(numerator: float | None, denominator: float | None) -> float | None:
+    """`ratio` rounded to 3 digits, None where either side is missing."""
+    if numerator is None or denominator is None:
+        return None
+    return rounded(ratio(numerator, denominator))
+
+
+def loadavg() -> float | None:
+    """The 1-minute load average: how busy the host was, to judge the spread by."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """A configuration's repetitions, or why it stopped: a failure ends its runs only."""
+
+    samples: list[T] = field(default_factory=list)
+    error: str | None = None
+
+
+def succeeded(outcome: Outcome[Any] | None) -> bool:
+    """It ran, did not fail, and left samples to summarize."""
+    return outcome is not None and outcome.error is None and bool(outcome.samples)
+
+
 def interleave(configs: Sequence[C], reps: int, measure: Callable[[C, int], T],
                progress: Callable[[str], None] | None = None,
                label: Callable[[C], str] = str) -> list[list[T]]:
@@ -182,6 +214,20 @@ def stderr_progress(enabled: bool, prefix: str) -> Callable[[str], None] | None:
     def show(message: str) -> None:
         sys.stderr.write(f"\r\033[K{prefix} {message}")
         sys.stderr.flush()
+    return show
+
+
+def rep_progress(enabled: bool, bench: str, first_label: str,
+                 also: Sequence[str] = ()) -> Callable[[str], None] | None:
+    """The common progress line on a terminal; elsewhere (a log, CI) one line a repetition
+    (when the first configuration's run starts, or one of `also`), since a run takes
+    minutes."""
+    if not enabled or sys.stderr.isatty():
+        return stderr_progress(enabled, bench)
+
+    def show(message: str) -> None:
+        if message.endswith(first_label) or message in also:
+            print(f"pyhvm {bench}: {message.rsplit(':', 1)[0]}", file=sys.stderr, flush=True)
     return show
 
 
@@ -283,6 +329,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def fmt_spread(values: Sequence[float], digits: int = 2) -> str:
     """`median (min-max)`, the figure and how far repetitions strayed."""
     return f"{median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def fmt_value(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def fmt_ratio(value: float | None) -> str:

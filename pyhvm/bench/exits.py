@@ -235,14 +235,10 @@ def measure(n: int = DEFAULT_N, reps: int = DEFAULT_REPS, kernel: str | None = N
         config = {"vmm": "pyhvm" if vmm == "pyhvm" else "c-reference", "exit": kind.name,
                   **kind.config, "n": n, "reps": reps}
         runs.append(common.run_entry(config, metrics))
-    ratios = {f"{kind.name}_pyhvm_over_c": _rounded(common.ratio(
+    ratios = {f"{kind.name}_pyhvm_over_c": common.rounded(common.ratio(
         medians[(kind.name, "pyhvm")], medians[(kind.name, "c")])) for kind in kinds}
     host = common.host_info(gcc=common.first_line(["gcc", "-dumpfullversion"]))
     return common.envelope("exits", host, runs, ratios)
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -31,15 +31,15 @@ import tempfile
 import time
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ..backends.disk import RawImage
 from ..trace.records import Kind, Record, TraceFormatError, read_trace
 from ..trace.report import AddressMap, port_name
 from . import common
-from .common import BenchError, GuestRun
+from .common import BenchError, GuestRun, Outcome, fmt_value, ratio_of, succeeded
 
 DEFAULT_REPS = 3
 DEFAULT_MB = 16
@@ -129,14 +129,6 @@ class OverlapSample:
 
 
 Sample = SeqSample | OverlapSample
-
-
-@dataclass
-class Outcome:
-    """A configuration's repetitions, or why it stopped: a failure ends its runs only."""
-
-    samples: list[Any] = field(default_factory=list)
-    error: str | None = None
 
 
 # --- what runs ----------------------------------------------------------------------------
@@ -464,10 +456,10 @@ def measure(reps: int = DEFAULT_REPS, mb: int = DEFAULT_MB,
     common.require_kvm()
     elf = common.guestkit_path(kernel)
     configs = configurations(sizes, qemu and shutil.which(common.QEMU) is not None)
-    outcomes = {config: Outcome() for config in configs}
+    outcomes: dict[Config, Outcome[Any]] = {config: Outcome() for config in configs}
     mib = image_mib(sizes, mb)
-    progress = _progress(show_progress, configs[0])
-    load_before = _loadavg()
+    progress = common.rep_progress(show_progress, "bench ide", configs[0].label, also=("profile",))
+    load_before = common.loadavg()
     with tempfile.TemporaryDirectory(prefix="pyhvm-bench-ide-") as tmp_name:
         tmp = Path(tmp_name)
         image = tmp / "disk.img"
@@ -493,30 +485,11 @@ def measure(reps: int = DEFAULT_REPS, mb: int = DEFAULT_MB,
         finally:
             if sys.stderr.isatty():
                 common.clear_progress(progress)
-    host = common.host_info(loadavg_1m_start=load_before, loadavg_1m_end=_loadavg())
+    host = common.host_info(loadavg_1m_start=load_before, loadavg_1m_end=common.loadavg())
     profile = {"kib": PROFILE_KIB, "mb": mb_for(PROFILE_KIB, mb), "op": "read",
                "placements": placements}
     return summarize(outcomes, copies, profile, reps=reps, mb=mb, kernel=elf,
                      image_mib=mib, host=host)
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def _progress(enabled: bool, first: Config) -> Callable[[str], None] | None:
-    """The common progress line on a terminal; elsewhere one line a repetition."""
-    if not enabled or sys.stderr.isatty():
-        return common.stderr_progress(enabled, "bench ide")
-    start = first.label
-
-    def show(message: str) -> None:
-        if message.endswith(start) or message == "profile":
-            print(f"pyhvm bench ide: {message.rsplit(':', 1)[0]}", file=sys.stderr, flush=True)
-    return show
 
 
 # --- the figures --------------------------------------------------------------------------
@@ -526,20 +499,6 @@ reference_tsc_khz = common.reference_tsc_khz
 def mbps(sample: SeqSample, khz: int) -> float:
     """10^6 bytes per second of the timed stream."""
     return sample.bytes * khz * 1000.0 / sample.cycles / 1e6
-
-
-def _ok(outcome: Outcome | None) -> bool:
-    return outcome is not None and outcome.error is None and bool(outcome.samples)
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _ratio_of(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    return _round(common.ratio(numerator, denominator))
 
 
 def _seq_metrics(samples: list[SeqSample], khz: int) -> dict[str, Any]:
@@ -585,7 +544,7 @@ def summarize(outcomes: dict[Config, Outcome], copies: dict[int, list[float]],
               profile: dict[str, Any], *, reps: int, mb: int, kernel: Path, image_mib: int,
               host: dict[str, Any]) -> dict[str, Any]:
     """Runs, ratios and the profile from the samples; no KVM needed (unit-tested)."""
-    every = [s for o in outcomes.values() if _ok(o) for s in o.samples]
+    every = [s for o in outcomes.values() if succeeded(o) for s in o.samples]
     khz, source = reference_tsc_khz(every) if every else (0, "none")
     runs = []
     medians: dict[Config, dict[str, Any]] = {}
@@ -597,7 +556,7 @@ def summarize(outcomes: dict[Config, Outcome], copies: dict[int, list[float]],
                  "mb_asked": mb,
                  "lba48": config.kib > LBA28_MAX_KIB, "reps": reps, "image_mib": image_mib,
                  "page_cache": "warm", "command": command_text(config, kernel, mb)}
-        if not _ok(outcome):
+        if not succeeded(outcome):
             runs.append(common.run_entry(entry, {"error": outcome.error or "no repetition ran",
                                                  "reps_ok": len(outcome.samples)}))
             continue
@@ -619,11 +578,11 @@ def summarize(outcomes: dict[Config, Outcome], copies: dict[int, list[float]],
     for op, kib in seq:
         conc, sync = figure("concurrent", "seq", "mbps", op, kib), \
             figure("sync", "seq", "mbps", op, kib)
-        ratios[f"{op}_{kib}k_concurrent_over_sync"] = _ratio_of(conc, sync)
+        ratios[f"{op}_{kib}k_concurrent_over_sync"] = ratio_of(conc, sync)
         if has_qemu:
             qemu = figure("qemu", "seq", "mbps", op, kib)
-            ratios[f"{op}_{kib}k_concurrent_over_qemu"] = _ratio_of(conc, qemu)
-            ratios[f"{op}_{kib}k_sync_over_qemu"] = _ratio_of(sync, qemu)
+            ratios[f"{op}_{kib}k_concurrent_over_qemu"] = ratio_of(conc, qemu)
+            ratios[f"{op}_{kib}k_sync_over_qemu"] = ratio_of(sync, qemu)
     for kib in sorted({c.kib for c in outcomes if c.test == "overlap"}):
         for variant in (VARIANTS if has_qemu else DMA_MODES):
             for key in ("total_over_max", "total_over_sum"):
@@ -640,10 +599,6 @@ def summarize(outcomes: dict[Config, Outcome], copies: dict[int, list[float]],
 # --- the report ---------------------------------------------------------------------------
 def qemu_missing_note() -> str:
     return f"{common.QEMU} is not installed (apt-get install qemu-system-x86): pyhvm only"
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _spread(metrics: dict[str, Any] | None, key: str, digits: int = 1) -> str:
@@ -758,7 +713,7 @@ def render_profile(profile: dict[str, Any], host_pvm: bool = False) -> list[str]
     for label, key, unit in PROFILE_ROWS:
         digits = 1 if unit else 2
         rows.append([label + (f" ({unit})" if unit else ""),
-                     *(_fmt(p.get(key), digits) for p in good.values())])
+                     *(fmt_value(p.get(key), digits) for p in good.values())])
     table = common.format_table(["per command", *good], rows)
     lines += ["  " + line for line in table.splitlines()]
     if host_pvm:
@@ -806,7 +761,7 @@ def render(result: dict[str, Any]) -> str:
                     common.fmt_ratio(ratios.get(f"{op}_{kib}k_sync_over_qemu"))]
         if op == "read":
             copy = some.get("host_copy_us")
-            row.append(_fmt(kib * 1024 / copy, 0) if copy else "")
+            row.append(fmt_value(kib * 1024 / copy, 0) if copy else "")
         else:
             row.append("")
         rows.append(row)
@@ -836,9 +791,9 @@ def render(result: dict[str, Any]) -> str:
         if "error" in m:
             orows.append([*name, "FAILED", "", "", "", "", ""])
             continue
-        orows.append([*name, _fmt(m["io_alone_ms"]), _fmt(m["compute_alone_ms"]),
-                      _fmt(m["total_ms"]), _spread(m, "total_over_max", 2),
-                      _spread(m, "total_over_sum", 2), _fmt(m["overlap_pct"], 0)])
+        orows.append([*name, fmt_value(m["io_alone_ms"]), fmt_value(m["compute_alone_ms"]),
+                      fmt_value(m["total_ms"]), _spread(m, "total_over_max", 2),
+                      _spread(m, "total_over_sum", 2), fmt_value(m["overlap_pct"], 0)])
     lines += ["", "overlap (disk-overlap: DMA reads, then CPL 3 compute of the same length, "
               "then both at once; medians, ms):",
               common.format_table(["commands", "config", "I/O alone", "compute alone",

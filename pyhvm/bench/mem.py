@@ -32,13 +32,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import memory_backing as mb
 from . import common
-from .common import BenchError, GuestRun
+from .common import BenchError, GuestRun, Outcome, fmt_value, rounded, succeeded
 
 DEFAULT_REPS = 3
 QUICK_REPS = 1
@@ -145,12 +145,6 @@ class Sample:
     wall_s: float
     mmu: dict[str, int] | None = None          # kvmmmu counts (trace/kvmmmu.py)
     memory: dict[str, Any] | None = None       # pyhvm --stats "memory": host pages used
-
-
-@dataclass
-class Outcome:
-    samples: list[Sample] = field(default_factory=list)
-    error: str | None = None
 
 
 # --- command lines ----------------------------------------------------------------------------
@@ -377,7 +371,7 @@ def measure(reps: int = DEFAULT_REPS, params: Params = Params(),
     chosen_workloads = [w for w in WORKLOADS if w.name in workloads]
     chosen_backings = [b for b in BACKINGS if b.name in backings]
     configs = configurations(chosen_workloads, chosen_backings, qemu)
-    outcomes = {config: Outcome() for config in configs}
+    outcomes: dict[Config, Outcome[Sample]] = {config: Outcome() for config in configs}
     ram = params.ram_mib * MIB
     skipped = {}
     for backing in chosen_backings:
@@ -392,7 +386,7 @@ def measure(reps: int = DEFAULT_REPS, params: Params = Params(),
                                       "(apt-get install qemu-system-x86)")
     counting = MmuCounting(kvmmmu)
     progress = common.stderr_progress(show_progress, "bench mem")
-    load_before = _loadavg()
+    load_before = common.loadavg()
     with tempfile.TemporaryDirectory(prefix="pyhvm-bench-mem-") as tmp:
         def one(config: Config, rep: int) -> None:
             outcome = outcomes[config]
@@ -420,7 +414,7 @@ def measure(reps: int = DEFAULT_REPS, params: Params = Params(),
         raise BenchError(f"every configuration failed; {configs[0].label}: {first.error}")
     dirty = measure_dirty_log() if dirty_log else {"error": "not asked for (--no-dirty-log)"}
     host = common.host_info(
-        loadavg_1m_start=load_before, loadavg_1m_end=_loadavg(),
+        loadavg_1m_start=load_before, loadavg_1m_end=common.loadavg(),
         thp_enabled=mb.thp_mode("enabled"), thp_defrag=mb.thp_mode("defrag"),
         thp_shmem=mb.thp_mode("shmem_enabled"),
         huge_pages={f"{p.page_size >> 10}kB": {"total": p.total, "free": p.free}
@@ -428,13 +422,6 @@ def measure(reps: int = DEFAULT_REPS, params: Params = Params(),
         hugetlbfs=hugetlbfs, kvmmmu=counting.reason or "counted")
     return summarize(outcomes, params=params, reps=reps, kernel=elf, host=host,
                      hugetlbfs=hugetlbfs, dirty_log=dirty)
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 # --- the dirty log ----------------------------------------------------------------------------
@@ -487,10 +474,6 @@ def measure_dirty_log(sizes: Sequence[int] = DIRTY_SLOT_SIZES, fetches: int = DI
 
 
 # --- the figures ------------------------------------------------------------------------------
-def _ok(outcome: Outcome | None) -> bool:
-    return outcome is not None and outcome.error is None and bool(outcome.samples)
-
-
 def _median_rep(samples: Sequence[Sample], key: str) -> int:
     order = sorted(range(len(samples)), key=lambda i: samples[i].values[key])
     return order[(len(order) - 1) // 2]
@@ -509,7 +492,7 @@ def summarize(outcomes: dict[Config, Outcome], *, params: Params, reps: int, ker
               ) -> dict[str, Any]:
     """Runs, ratios, the best configuration per workload and the default's verdict; no
     KVM needed (unit-tested)."""
-    every = [s for o in outcomes.values() if _ok(o) for s in o.samples]
+    every = [s for o in outcomes.values() if succeeded(o) for s in o.samples]
     ref_khz, ref_source = common.reference_tsc_khz(every) if every else (0, "none")
     headline: dict[Config, float] = {}
     headline_reps: dict[Config, list[float]] = {}
@@ -523,7 +506,7 @@ def summarize(outcomes: dict[Config, Outcome], *, params: Params, reps: int, ker
             entry["command"] = command_text(config, kernel, params, hugetlbfs)
         except BenchError:
             pass
-        if not _ok(outcome):
+        if not succeeded(outcome):
             runs.append(common.run_entry(entry, {"error": outcome.error or "no repetition ran",
                                                  "reps_ok": len(outcome.samples)}))
             continue
@@ -556,12 +539,12 @@ def summarize(outcomes: dict[Config, Outcome], *, params: Params, reps: int, ker
                                workload.metric: mine[top]}
         for config, value in mine.items():
             ratios[f"{workload.name}:{config.vmm}:{config.backing.name}_over_best"] = \
-                _round(common.ratio(value, mine[top]))
+                rounded(common.ratio(value, mine[top]))
             if config.vmm == "pyhvm":
                 theirs = mine.get(Config("qemu", config.backing, workload))
                 if theirs is not None:
                     ratios[f"{workload.name}:pyhvm_over_qemu:{config.backing.name}"] = \
-                        _round(common.ratio(value, theirs))
+                        rounded(common.ratio(value, theirs))
     for run in runs:
         c = run["config"]
         key = f"{c['workload']}:{c['vmm']}:{c['backing']}_over_best"
@@ -609,15 +592,7 @@ def default_verdict(reps: dict[Config, list[float]]) -> dict[str, Any]:
     return out
 
 
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 # --- the report -------------------------------------------------------------------------------
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def _count(value: int | None) -> str:
     if value is None:
         return "-"
@@ -666,8 +641,8 @@ def render(result: dict[str, Any]) -> str:
                 (mem.get("shmem_pmd_bytes") or 0)
             rows.append([c["vmm"], c["backing"],
                          common.fmt_spread(m[f"{metric}_reps"], 1),
-                         _fmt(m.get("over_best"), 2),
-                         _fmt(m["wall_s"], 1),
+                         fmt_value(m.get("over_best"), 2),
+                         fmt_value(m["wall_s"], 1),
                          f"{_count(counts.get('faults_4k'))}/{_count(counts.get('faults_2m'))}"
                          if counts else "-",
                          f"{_count(counts.get('mmu_pages_created'))}/"
@@ -692,7 +667,7 @@ def render(result: dict[str, Any]) -> str:
     if churn:
         keys = ("syscall_ns", "switch_ns", "pte_write_ns", "map_cycle_ns", "invlpg_ns")
         rows = [[r["config"]["vmm"], r["config"]["backing"],
-                 *(_fmt(r["metrics"].get(k), 1) for k in keys)] for r in churn]
+                 *(fmt_value(r["metrics"].get(k), 1) for k in keys)] for r in churn]
         lines.append("ptchurn, every operation (ns; the system call is CPL 0, emulated on "
                      "kvm_pvm hosts: switch, map cycle and invlpg include it)")
         lines += ["  " + line for line in common.format_table(
@@ -702,7 +677,7 @@ def render(result: dict[str, Any]) -> str:
     vs = {k: v for k, v in result["ratios"].items() if ":pyhvm_over_qemu:" in k}
     if vs:
         lines.append(f"pyhvm / QEMU, same backing (goal: at most {GOAL_VS_QEMU:.2f})")
-        rows = [[k.split(":")[0], k.split(":")[2], _fmt(v, 3),
+        rows = [[k.split(":")[0], k.split(":")[2], fmt_value(v, 3),
                  "" if v is None else ("met" if v <= GOAL_VS_QEMU else "NOT met")]
                 for k, v in sorted(vs.items())]
         lines += ["  " + line for line in common.format_table(
@@ -726,8 +701,8 @@ def render(result: dict[str, Any]) -> str:
     if dl.get("slots"):
         lines += ["", f"dirty log: KVM_GET_DIRTY_LOG on a logged slot, nothing dirty "
                       f"(median of {dl.get('fetches', '?')}), and decoding its bitmap"]
-        rows = [[f"{s['slot_bytes'] >> 20} MiB", str(s["pages"]), _fmt(s["fetch_us"], 1),
-                 _fmt(s["decode_us"], 1)] for s in dl["slots"]]
+        rows = [[f"{s['slot_bytes'] >> 20} MiB", str(s["pages"]), fmt_value(s["fetch_us"], 1),
+                 fmt_value(s["decode_us"], 1)] for s in dl["slots"]]
         lines += ["  " + line for line in common.format_table(
             ["slot", "pages", "fetch us", "count+ranges us"], rows).splitlines()]
     if dl.get("error"):

@@ -26,12 +26,12 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import common
-from .common import BenchError
+from .common import BenchError, Outcome
 from .netpeer import HostPeer
 
 DEFAULT_REPS = 2
@@ -87,14 +87,6 @@ class Config:
 
 
 TESTS = ("tx64", "tx1514", "rx64", "rx", "echo")
-
-
-@dataclass
-class Outcome:
-    """A configuration's samples (metric dicts), or why it stopped."""
-
-    samples: list[dict[str, float]] = field(default_factory=list)
-    error: str | None = None
 
 
 def configurations(qemu: bool, rx_pps: dict[str, int] | None = None) -> list[Config]:
@@ -339,7 +331,7 @@ def measure(reps: int = DEFAULT_REPS, kernel: str | None = None, qemu: bool = Tr
         raise BenchError(f"{common.QEMU} is not installed (apt-get install "
                          "qemu-system-x86), or pass --no-qemu")
     configs = configurations(qemu, rx_pps)
-    outcomes = [Outcome() for _ in configs]
+    outcomes: list[Outcome[dict[str, float]]] = [Outcome() for _ in configs]
 
     def one(config: Config, rep: int) -> None:
         outcome = outcomes[configs.index(config)]

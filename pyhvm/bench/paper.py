@@ -192,13 +192,6 @@ def _commit() -> str | None:
     return head.stdout.strip() + (" (with local changes)" if dirty.stdout.strip() else "")
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 def preflight(out: Path, kernel: str | None) -> Path:
     """What every section needs; BenchError (one line) before anything is measured."""
     common.require_kvm()
@@ -227,7 +220,7 @@ def run(quick: bool, out: Path, kernel: str | None = None,
                                     [s.estimate(quick) for s in chosen], quick)
     started = time.monotonic()
     started_utc = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    load_start = _loadavg()
+    load_start = common.loadavg()
     entries: list[dict[str, Any]] = []
     interrupted = False
     with progress:
@@ -247,7 +240,7 @@ def run(quick: bool, out: Path, kernel: str | None = None,
             ran = entry["status"] == "ok"
             progress.finish_section("done" if ran else f"{entry['status']}: {entry['reason']}",
                                     ran=ran)
-    host = common.host_info(loadavg_1m_start=load_start, loadavg_1m_end=_loadavg(),
+    host = common.host_info(loadavg_1m_start=load_start, loadavg_1m_end=common.loadavg(),
                             pyhvm=__version__, commit=_commit())
     return assemble(entries, host, quick=quick, command=command, started_utc=started_utc,
                     duration_s=time.monotonic() - started, interrupted=interrupted)

@@ -22,19 +22,19 @@ the one at 0 Hz, shows which exits the timer brings in each placement (the "why"
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 from . import common
-from .common import BenchError, GuestRun
+from .common import (BenchError, GuestRun, Outcome, fmt_value, ratio_of, rounded,
+                     succeeded)
 
 DEFAULT_REPS = 3
 DEFAULT_MS = 1000
@@ -79,14 +79,6 @@ class Sample:
     def rate(self) -> float:
         """Work per TSC cycle: independent of how each VMM's guest calibrated its TSC."""
         return self.work / self.cycles
-
-
-@dataclass
-class Outcome:
-    """A configuration's repetitions, or why it stopped: a failure ends its runs."""
-
-    samples: list[Sample] = field(default_factory=list)
-    error: str | None = None
 
 
 def guest_append(ms: int, hz: int) -> str:
@@ -201,14 +193,14 @@ def measure(reps: int = DEFAULT_REPS, ms: int = DEFAULT_MS,
     common.require_kvm()
     elf = common.guestkit_path(kernel)
     configs = configurations(hzs, qemu)
-    outcomes = {config: Outcome() for config in configs}
+    outcomes: dict[Config, Outcome[Sample]] = {config: Outcome() for config in configs}
     if qemu and shutil.which(common.QEMU) is None:
         for config in configs:
             if config.vmm == "qemu":
                 outcomes[config].error = (f"{common.QEMU} is not installed "
                                           "(apt-get install qemu-system-x86)")
-    progress = _progress(show_progress, configs[0])
-    load_before = _loadavg()
+    progress = common.rep_progress(show_progress, "bench pic", configs[0].label)
+    load_before = common.loadavg()
     with tempfile.TemporaryDirectory(prefix="pyhvm-bench-pic-") as tmp:
         def one(config: Config, rep: int) -> None:
             outcome = outcomes[config]
@@ -227,33 +219,12 @@ def measure(reps: int = DEFAULT_REPS, ms: int = DEFAULT_MS,
         finally:
             if sys.stderr.isatty():
                 common.clear_progress(progress)
-    load_after = _loadavg()
+    load_after = common.loadavg()
     if all(outcome.error is not None for outcome in outcomes.values()):
         first = outcomes[configs[0]].error
         raise BenchError(f"every configuration failed; {configs[0].label}: {first}")
     host = common.host_info(loadavg_1m_start=load_before, loadavg_1m_end=load_after)
     return summarize(outcomes, ms=ms, reps=reps, kernel=elf, host=host)
-
-
-def _loadavg() -> float | None:
-    """The 1-minute load average: how busy the host was, to judge the spread by."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def _progress(enabled: bool, first: Config) -> Callable[[str], None] | None:
-    """The common progress line on a terminal; elsewhere (a log, CI) one line a repetition,
-    since a default run takes minutes."""
-    if not enabled or sys.stderr.isatty():
-        return common.stderr_progress(enabled, "bench pic")
-    start = first.label
-
-    def show(message: str) -> None:
-        if message.endswith(start):
-            print(f"pyhvm bench pic: {message.rsplit(':', 1)[0]}", file=sys.stderr, flush=True)
-    return show
 
 
 # --- the figures --------------------------------------------------------------------------
@@ -276,16 +247,8 @@ def cost_per_irq_us(lost: float | None, seconds: float, ticks: float) -> float |
 reference_tsc_khz = common.reference_tsc_khz
 
 
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def _pct(value: float | None) -> float | None:
     return None if value is None else round(value * 100.0, 2)
-
-
-def _ok(outcome: Outcome | None) -> bool:
-    return outcome is not None and outcome.error is None and bool(outcome.samples)
 
 
 def _median_rep(samples: Sequence[Sample]) -> int:
@@ -298,7 +261,7 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
               host: dict[str, Any]) -> dict[str, Any]:
     """Runs, ratios and the exit profile from the samples; no KVM needed (unit-tested)."""
     runs = []
-    every = [s for outcome in outcomes.values() if _ok(outcome) for s in outcome.samples]
+    every = [s for outcome in outcomes.values() if succeeded(outcome) for s in outcome.samples]
     ref_khz, ref_source = reference_tsc_khz(every) if every else (0, "none")
     lost: dict[Config, float | None] = {}
     cost: dict[Config, float | None] = {}
@@ -308,7 +271,7 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
                         "ms": ms, "reps": reps, "command": command_text(config, kernel, ms)}
         if config.vmm == "qemu":
             entry_config["qemu_machine"] = QEMU_IRQCHIP[config.irqchip]
-        if not _ok(outcome):
+        if not succeeded(outcome):
             runs.append(common.run_entry(entry_config, {
                 "error": outcome.error or "no repetition ran",
                 "reps_ok": len(outcome.samples)}))
@@ -330,7 +293,7 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
         if config.hz:
             base = outcomes.get(Config(config.vmm, config.irqchip, 0))
             ticks = common.median(s.ticks for s in samples)
-            if _ok(base):
+            if succeeded(base):
                 assert base is not None
                 lost[config] = overhead(rates[config],
                                         common.median(s.rate for s in base.samples))
@@ -340,9 +303,9 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
             cost[config] = cost_per_irq_us(lost[config], common.median(seconds), ticks)
             metrics["overhead_pct"] = _pct(lost[config])
             metrics["overhead_pct_reps"] = [_pct(p) for p in paired]
-            metrics["cost_us_per_irq"] = _round(cost[config], 2)
+            metrics["cost_us_per_irq"] = rounded(cost[config], 2)
             metrics["cost_us_per_irq_reps"] = [
-                _round(cost_per_irq_us(p, t, s.ticks), 2)
+                rounded(cost_per_irq_us(p, t, s.ticks), 2)
                 for p, t, s in zip(paired, seconds, samples)]
         metrics.update(common.metric("wall_s", [s.wall_s for s in samples]))
         exits = [s.stats["exits"] for s in samples if s.stats and "exits" in s.stats]
@@ -354,33 +317,27 @@ def summarize(outcomes: dict[Config, Outcome], *, ms: int, reps: int, kernel: Pa
     hzs = sorted({config.hz for config in outcomes})
     has_qemu = any(config.vmm == "qemu" for config in outcomes)
     # The noise gauge: every 0 Hz run does the same work, so their spread is the host's.
-    idle = [s.rate for c, o in outcomes.items() if c.hz == 0 and _ok(o) for s in o.samples]
+    idle = [s.rate for c, o in outcomes.items() if c.hz == 0 and succeeded(o) for s in o.samples]
     ratios: dict[str, float | None] = {
-        "noise_0hz_max_over_min": _ratio_of(max(idle), min(idle)) if idle else None}
+        "noise_0hz_max_over_min": ratio_of(max(idle), min(idle)) if idle else None}
     for hz in hzs:
         pair = [rates.get(Config("pyhvm", p, hz)) for p in ("kernel", "user")]
-        ratios[f"kernel_over_user_work_{hz}hz"] = _ratio_of(*pair)
+        ratios[f"kernel_over_user_work_{hz}hz"] = ratio_of(*pair)
         if has_qemu:
             pair = [rates.get(Config("qemu", p, hz)) for p in ("kernel", "user")]
-            ratios[f"qemu_kernel_over_user_work_{hz}hz"] = _ratio_of(*pair)
+            ratios[f"qemu_kernel_over_user_work_{hz}hz"] = ratio_of(*pair)
     if has_qemu:
         for hz in (h for h in hzs if h):
             for placement in ("kernel", "user"):
                 ours, theirs = Config("pyhvm", placement, hz), Config("qemu", placement, hz)
                 prefix = f"pyhvm_{placement}_vs_qemu_{placement}"
-                ratios[f"{prefix}_cost_{hz}hz"] = _ratio_of(lost.get(ours), lost.get(theirs))
-                ratios[f"{prefix}_cost_per_irq_{hz}hz"] = _ratio_of(cost.get(ours),
+                ratios[f"{prefix}_cost_{hz}hz"] = ratio_of(lost.get(ours), lost.get(theirs))
+                ratios[f"{prefix}_cost_per_irq_{hz}hz"] = ratio_of(cost.get(ours),
                                                                      cost.get(theirs))
     host = {**host, "tsc_khz_reference": ref_khz, "tsc_khz_reference_source": ref_source}
     result = common.envelope("pic", host, runs, ratios)
     result["profile"] = exit_profile(outcomes, hzs, ms, ref_khz)
     return result
-
-
-def _ratio_of(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    return _round(common.ratio(numerator, denominator))
 
 
 # --- the exit profile ---------------------------------------------------------------------
@@ -401,7 +358,7 @@ def _placement_profile(outcomes: dict[Config, Outcome], placement: str, hz: int,
                        ref_khz: int) -> dict[str, Any]:
     """One placement's exit profile at `hz`, and what the timer added over 0 Hz."""
     outcome = outcomes.get(Config("pyhvm", placement, hz))
-    if not _ok(outcome):
+    if not succeeded(outcome):
         return {"error": outcome.error if outcome else "not measured"}
     assert outcome is not None
     rep = _median_rep(outcome.samples)
@@ -411,7 +368,7 @@ def _placement_profile(outcomes: dict[Config, Outcome], placement: str, hz: int,
     stats = sample.stats
     base_outcome = outcomes.get(Config("pyhvm", placement, 0))
     base: dict[str, Any] | None = None
-    if _ok(base_outcome):
+    if succeeded(base_outcome):
         assert base_outcome is not None
         base = base_outcome.samples[_median_rep(base_outcome.samples)].stats
     exits, base_exits = flat_exits(stats), flat_exits(base) if base else {}
@@ -473,10 +430,6 @@ def exit_profile(outcomes: dict[Config, Outcome], hzs: Sequence[int], ms: int,
 
 
 # --- the report ---------------------------------------------------------------------------
-def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
-
-
 def _with_range(value: float | None, reps: Sequence[float | None], digits: int) -> str:
     """`figure (min-max)`: the figure from the medians, and how far the repetitions (each
     paired with its own 0 Hz run) strayed; `min to max` where one is negative, so that no
@@ -541,9 +494,9 @@ def render_profile(profile: dict[str, Any]) -> list[str]:
         if "error" in p:
             lines.append(f"  {name}: no profile ({p['error']})")
             continue
-        parts = [f"{p['exits']} exits in the run ({_fmt(p['exits_0hz'], 0)} at 0 Hz)",
-                 f"{_fmt(p['timer_exits_per_s'])} timer exits/s",
-                 f"{_fmt(p['timer_exits_per_tick'], 2)} per guest tick "
+        parts = [f"{p['exits']} exits in the run ({fmt_value(p['exits_0hz'], 0)} at 0 Hz)",
+                 f"{fmt_value(p['timer_exits_per_s'])} timer exits/s",
+                 f"{fmt_value(p['timer_exits_per_tick'], 2)} per guest tick "
                  f"({p['guest_ticks']} ticks in {p['timed_s'] * 1000:.0f} ms)"]
         if "interrupts_injected" in p:
             parts.append(f"{p['interrupts_injected']} injected by KVM_INTERRUPT, "
@@ -564,8 +517,8 @@ def render_profile(profile: dict[str, Any]) -> list[str]:
     else:
         gone = [d for d in diff if d["kernel_per_s"] <= 0 < d["user_per_s"]]
         lines.append("  exits/s the timer adds, user vs kernel placement:")
-        rows = [[d["exit"], _fmt(d["user_per_s"]), _fmt(d["user_per_tick"], 2),
-                 _fmt(d["kernel_per_s"])] for d in diff]
+        rows = [[d["exit"], fmt_value(d["user_per_s"]), fmt_value(d["user_per_tick"], 2),
+                 fmt_value(d["kernel_per_s"])] for d in diff]
         table = common.format_table(["exit", "user /s", "user /tick", "kernel /s"], rows)
         lines += ["    " + line for line in table.splitlines()]
         if gone:

@@ -400,7 +400,7 @@ def _summarize(kinds: Sequence[exits.ExitKind], configs: list[tuple[exits.ExitKi
                                ("all_over_off", med(kind.name, "all"), off),
                                ("off_over_c", off, med(kind.name, "c"))):
             if num is not None and den is not None:
-                ratios[f"{kind.name}_{name}"] = _rounded(common.ratio(num, den), 4)
+                ratios[f"{kind.name}_{name}"] = common.rounded(common.ratio(num, den), 4)
     host = common.host_info(gcc=common.first_line(["gcc", "-dumpfullversion"]))
     result = common.envelope("trace", host, runs, ratios)
     result["overhead"] = _overhead(kinds, ns, micro)
@@ -539,10 +539,6 @@ def _verdict(limit: float, estimate: float,
 
 def _pct(value: float | None) -> float | None:
     return None if value is None else round(value * 100, 3)
-
-
-def _rounded(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- output ---------------------------------------------------------------------------------
