@@ -85,6 +85,24 @@ def _grouped_bars(ax: Any, groups: Sequence[str], series: Sequence[tuple[str, st
     return seen
 
 
+Variant = tuple[str, str, str]  # its name in the runs' config, the legend's label, the colour
+
+
+def _variant_bars(groups: Sequence[str], variants: Sequence[Variant], present: set[str],
+                  value: Callable[[str, str], tuple[float | None, Sequence[float]]]
+                  ) -> tuple[Any, Any]:
+    """A section's before/after (and QEMU) bars: a group per `groups`, a bar per variant in
+    `present`, `value(variant, group)` its median and repetitions; a log scale where the
+    bars span a wide range."""
+    fig, (ax,) = _figure()
+    name_of = {label: name for name, label, _ in variants}
+    series = [(label, colour) for name, label, colour in variants if name in present]
+    seen = _grouped_bars(ax, groups, series, lambda label, group: value(name_of[label], group))
+    _log_if_wide(ax, seen)
+    ax.legend(fontsize=8)
+    return fig, ax
+
+
 # --- the overview -----------------------------------------------------------------------------
 def overview(bundle: dict[str, Any]) -> Plot | None:
     rows = [e for e in bundle["sections"] if e["kind"] == "optimization" and e["status"] == "ok"
@@ -171,23 +189,17 @@ def ide_throughput(entry: dict[str, Any], quick: bool) -> Plot | None:
                   key=lambda k: (k[0] != "read", k[1]))
     by = {(r["config"]["variant"], r["config"]["op"], r["config"]["kib"]): r["metrics"]
           for r in seq}
-    labels = {"sync": "--ide-dma sync (before)", "concurrent": "--ide-dma concurrent (after)",
-              "qemu": "QEMU"}
-    series = [(labels[v], c) for v, c in (("sync", BEFORE), ("concurrent", AFTER),
-                                          ("qemu", QEMU))
-              if any(k[0] == v for k in by)]
-    inverse = {label: v for v, label in labels.items()}
+    variants = [("sync", "--ide-dma sync (before)", BEFORE),
+                ("concurrent", "--ide-dma concurrent (after)", AFTER), ("qemu", "QEMU", QEMU)]
 
-    def value(label: str, group: str) -> tuple[float | None, Sequence[float]]:
+    def value(variant: str, group: str) -> tuple[float | None, Sequence[float]]:
         op, kib = group.split()[0], int(group.split()[1])
-        m = by.get((inverse[label], op, kib))
+        m = by.get((variant, op, kib))
         return (None, []) if m is None else (m["mbps"], m.get("mbps_reps") or [])
 
-    fig, (ax,) = _figure()
-    seen = _grouped_bars(ax, [f"{op} {kib} KiB" for op, kib in keys], series, value)
-    _log_if_wide(ax, seen)
+    fig, ax = _variant_bars([f"{op} {kib} KiB" for op, kib in keys], variants,
+                            {k[0] for k in by}, value)
     ax.set_ylabel("MB/s (10^6 bytes/s)")
-    ax.legend(fontsize=8)
     return Plot("ide-throughput", "Sequential DMA throughput per command size",
                 "Back-to-back DMA reads and writes of one command size, timed in the guest "
                 "(median; whiskers: min-max of the repetitions).", _png(fig, quick))
@@ -232,22 +244,16 @@ def net_throughput(entry: dict[str, Any], quick: bool) -> Plot | None:
               if any(by.get((v, t), {}).get("pps") is not None for v in ("event", "poll"))]
     if not groups:
         return None
-    labels = {"poll": "--net-mode poll (before)", "event": "--net-mode event (after)",
-              "qemu": "QEMU"}
-    series = [(labels[v], c) for v, c in (("poll", BEFORE), ("event", AFTER), ("qemu", QEMU))
-              if any(k[0] == v for k in by)]
-    inverse = {label: v for v, label in labels.items()}
+    variants = [("poll", "--net-mode poll (before)", BEFORE),
+                ("event", "--net-mode event (after)", AFTER), ("qemu", "QEMU", QEMU)]
     test_of = {label: t for t, label in groups}
 
-    def value(label: str, group: str) -> tuple[float | None, Sequence[float]]:
-        m = by.get((inverse[label], test_of[group]), {})
+    def value(variant: str, group: str) -> tuple[float | None, Sequence[float]]:
+        m = by.get((variant, test_of[group]), {})
         return m.get("pps"), m.get("pps_reps") or []
 
-    fig, (ax,) = _figure()
-    seen = _grouped_bars(ax, [g[1] for g in groups], series, value)
-    _log_if_wide(ax, seen)
+    fig, ax = _variant_bars([g[1] for g in groups], variants, {k[0] for k in by}, value)
     ax.set_ylabel("frames/s")
-    ax.legend(fontsize=8)
     return Plot("net-throughput", "Frames per second, TX and RX",
                 "Frames the guest sent or received per second, timed in the guest "
                 "(median; whiskers: min-max of the repetitions).", _png(fig, quick))
@@ -325,21 +331,16 @@ def vga_throughput(entry: dict[str, Any], quick: bool) -> Plot | None:
     tests = [t for t in ("fill", "blit") if any(k[1] == t for k in by)]
     if not tests:
         return None
-    labels = {"trap": "--vga-mem trap (before)", "shared": "--vga-mem shared (after)",
-              "std": "QEMU -vga std"}
-    series = [(labels[p], c) for p, c in (("trap", BEFORE), ("shared", AFTER), ("std", QEMU))
-              if any(k[0] == p for k in by)]
-    inverse = {label: p for p, label in labels.items()}
+    variants = [("trap", "--vga-mem trap (before)", BEFORE),
+                ("shared", "--vga-mem shared (after)", AFTER), ("std", "QEMU -vga std", QEMU)]
 
-    def value(label: str, group: str) -> tuple[float | None, Sequence[float]]:
-        m = by.get((inverse[label], group.split()[1]), {})
+    def value(placement: str, group: str) -> tuple[float | None, Sequence[float]]:
+        m = by.get((placement, group.split()[1]), {})
         return m.get("mbps"), m.get("mbps_reps") or []
 
-    fig, (ax,) = _figure()
-    seen = _grouped_bars(ax, [f"framebuffer {t}" for t in tests], series, value)
-    _log_if_wide(ax, seen)
+    fig, ax = _variant_bars([f"framebuffer {t}" for t in tests], variants,
+                            {k[0] for k in by}, value)
     ax.set_ylabel("MB/s (10^6 bytes/s), log scale" if ax.get_yscale() == "log" else "MB/s")
-    ax.legend(fontsize=8)
     return Plot("vga-throughput", "Framebuffer throughput per video-memory placement",
                 "CPL 3 stores to the linear framebuffer, timed in the guest (median; "
                 "whiskers: min-max of the repetitions).", _png(fig, quick))
