@@ -120,6 +120,17 @@ def qemu_beside(what: str, pyhvm: float | None, qemu: float | None, unit: str,
             "pyhvm_reps": list(pyhvm_reps), "qemu_reps": list(qemu_reps)}
 
 
+def qemu_beside_runs(what: str, ours: dict[str, Any] | None, theirs: dict[str, Any] | None,
+                     key: str, unit: str) -> dict[str, Any] | None:
+    """`qemu_beside` for metric `key` of pyhvm's "after" run and QEMU's run, with their
+    repetitions; None when QEMU did not run."""
+    if not theirs:
+        return None
+    mine = ours or {}
+    return qemu_beside(what, mine.get(key), theirs.get(key), unit,
+                       mine.get(f"{key}_reps") or [], theirs.get(f"{key}_reps") or [])
+
+
 def verdict(section: Section, head: dict[str, Any]) -> str:
     """One honest sentence: the measured ratio against the paper's figure, and whether
     the repetitions even agree on the direction."""
@@ -184,13 +195,9 @@ def ide_headline(result: dict[str, Any]) -> dict[str, Any]:
     conc = find_run(result, variant="concurrent", scenario="disk-overlap", kib=kib)
     qemu_run = find_run(result, variant="qemu", scenario="disk-overlap", kib=kib)
     value = _ratio((sync or {}).get("total_ms"), (conc or {}).get("total_ms"))
-    qemu = None
-    if qemu_run:
-        qemu = qemu_beside("time for compute and I/O together over the longer of the two "
-                           "alone (1.0: perfect overlap, 2.0: none)",
-                           (conc or {}).get("total_over_max"), qemu_run.get("total_over_max"),
-                           "x", (conc or {}).get("total_over_max_reps") or [],
-                           qemu_run.get("total_over_max_reps") or [])
+    qemu = qemu_beside_runs("time for compute and I/O together over the longer of the two "
+                            "alone (1.0: perfect overlap, 2.0: none)", conc, qemu_run,
+                            "total_over_max", "x")
     also = []
     reads = sorted({r["config"]["kib"] for r in result.get("runs", [])
                     if r["config"].get("scenario") == "disk-seq"})
@@ -214,11 +221,7 @@ def net_headline(result: dict[str, Any]) -> dict[str, Any]:
     poll = find_run(result, variant="poll", test="echo")
     q = find_run(result, variant="qemu", test="echo")
     key = "rtt_p50_us_poll_over_event"
-    qemu = None
-    if q:
-        qemu = qemu_beside("echo round trip, median", (event or {}).get("rtt_p50_us"),
-                           q.get("rtt_p50_us"), "us", (event or {}).get("rtt_p50_us_reps") or [],
-                           q.get("rtt_p50_us_reps") or [])
+    qemu = qemu_beside_runs("echo round trip, median", event, q, "rtt_p50_us", "us")
     ratios = result.get("ratios", {})
     also = [{"what": "echo round trip p99, poll over event", "unit": "x",
              "value": ratios.get("rtt_p99_us_poll_over_event")},
@@ -249,11 +252,7 @@ def exits_headline(result: dict[str, Any]) -> dict[str, Any]:
 def startup_headline(result: dict[str, Any]) -> dict[str, Any]:
     key = "exit_pyhvm_over_qemu"
     py, q = find_run(result, vmm="pyhvm"), find_run(result, vmm="qemu")
-    qemu = None
-    if q:
-        qemu = qemu_beside("spawn to exit of the hello guest", (py or {}).get("exit_ms"),
-                           q.get("exit_ms"), "ms", (py or {}).get("exit_ms_reps") or [],
-                           q.get("exit_ms_reps") or [])
+    qemu = qemu_beside_runs("spawn to exit of the hello guest", py, q, "exit_ms", "ms")
     return headline("spawn to exit of the hello guest, pyhvm over QEMU", key,
                     result.get("ratios", {}).get(key), per_rep(py, q, "exit_ms"), "x", qemu)
 
@@ -264,11 +263,7 @@ def vga_headline(result: dict[str, Any]) -> dict[str, Any]:
     trap = find_run(result, vmm="pyhvm", placement="trap", test="fill")
     q = find_run(result, vmm="qemu", test="fill")
     ratios = result.get("ratios", {})
-    qemu = None
-    if q:
-        qemu = qemu_beside("framebuffer fill", (shared or {}).get("mbps"), q.get("mbps"),
-                           "MB/s", (shared or {}).get("mbps_reps") or [],
-                           q.get("mbps_reps") or [])
+    qemu = qemu_beside_runs("framebuffer fill", shared, q, "mbps", "MB/s")
     also = [{"what": f"{test} shared over trap", "unit": "x",
              "value": ratios.get(f"{test}_shared_over_trap")}
             for test in ("blit", "scroll") if f"{test}_shared_over_trap" in ratios]
