@@ -39,6 +39,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 MOUNT_POINTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 DEFAULT_EVENTS = ("kvm_exit", "kvm_entry", "kvm_pio", "kvm_mmio", "kvm_inj_virq",
@@ -304,7 +305,82 @@ def unavailable_reason(mount: bool = False) -> str | None:
 
 
 # --- capturing ------------------------------------------------------------------------------
-class KernelTrace:
+class _TracefsSession:
+    """What KernelTrace and EventCounter share: the pids filtered on, tracefs found or
+    mounted for the session, instances named for this process, a setup that undoes itself
+    when it fails (KernelTraceUnavailable, one line), and stop() at interpreter exit."""
+
+    def __init__(self, pids: Iterable[int], *, follow_children: bool, mount: bool,
+                 buffer_kb: int) -> None:
+        self.pids = [int(p) for p in pids]
+        if not self.pids:
+            raise ValueError(f"{type(self).__name__} needs at least one pid to filter on")
+        self.follow_children = follow_children
+        self.mount = mount
+        self.buffer_kb = buffer_kb
+        self.root: str | None = None     # the tracefs directory used
+        self._mounted: str | None = None
+        self.leftover: str | None = None  # what stop() could not undo, said in one line
+
+    def start(self) -> None:
+        reason = unavailable_reason(self.mount)
+        if reason:
+            raise KernelTraceUnavailable(reason)
+        try:
+            self.root = mounted_tracefs()
+            if self.root is None:
+                self.root = self._mounted = _mount_tracefs()
+            self._setup()
+        except KernelTraceUnavailable:
+            self._teardown()
+            raise
+        except OSError as err:
+            self._teardown()
+            raise KernelTraceUnavailable(f"tracefs refused the setup: {err}") from None
+        atexit.register(self.stop)
+
+    def _setup(self) -> None:
+        """Make the instances and switch tracing on (under `self.root`)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def mountpoint(self) -> str | None:
+        """Where this object mounted tracefs (None when it used an existing mount)."""
+        return self._mounted
+
+    def _new_instance(self) -> str:
+        """A new instance directory, named for this process (see remove_stale_instances)."""
+        assert self.root is not None
+        path = os.path.join(self.root, "instances",
+                            f"{INSTANCE_PREFIX}{os.getpid()}-{next(_instance_ids)}")
+        os.mkdir(path)
+        return path
+
+    def _remove_instance(self, path: str) -> None:
+        try:
+            os.rmdir(path)  # disables its events and frees its buffers
+        except OSError as err:
+            self.leftover = f"cannot remove {path}: {err.strerror}"
+
+    def _teardown(self) -> None:
+        """Unmount a tracefs this object mounted (a subclass removes its instances first)."""
+        if self._mounted is not None:
+            if not _unmount_tracefs(self._mounted):
+                self.leftover = f"cannot unmount {self._mounted}"
+            self._mounted = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class KernelTrace(_TracefsSession):
     """Capture kvm events (or `group/name` events of other groups, kvmmmu's) of `pids` (and, with `follow_children`, of every thread or process
     they create from start() on) into a private tracefs instance.
 
@@ -318,13 +394,9 @@ class KernelTrace:
                  follow_children: bool = True, mount: bool = False,
                  buffer_kb: int = DEFAULT_BUFFER_KB, drain_s: float = DEFAULT_DRAIN_S,
                  thread: bool = True, clock: str = "mono") -> None:
-        self.pids = [int(p) for p in pids]
-        if not self.pids:
-            raise ValueError("KernelTrace needs at least one pid to filter on")
+        super().__init__(pids, follow_children=follow_children, mount=mount,
+                         buffer_kb=buffer_kb)
         self.wanted = tuple(events)
-        self.follow_children = follow_children
-        self.mount = mount
-        self.buffer_kb = buffer_kb
         self.drain_s = drain_s
         self.thread = thread
         self.clock = clock
@@ -333,8 +405,6 @@ class KernelTrace:
         self.clock_used: str | None = None
         self._pipe_lost = 0              # `[LOST n EVENTS]` lines in trace_pipe
         self._stats_lost = 0             # overruns and drops in the per-CPU stats
-        self.root: str | None = None     # the tracefs directory used
-        self._mounted: str | None = None
         self._instance: str | None = None
         self._pipe: int | None = None
         self._chunks: list[bytes] = []
@@ -342,34 +412,14 @@ class KernelTrace:
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
         self._events: list[KernelEvent] | None = None
-        self.leftover: str | None = None  # what stop() could not undo, said in one line
 
     # -- lifecycle --
-    def start(self) -> None:
-        reason = unavailable_reason(self.mount)
-        if reason:
-            raise KernelTraceUnavailable(reason)
-        try:
-            self._setup()
-        except KernelTraceUnavailable:
-            self._teardown()
-            raise
-        except OSError as err:
-            self._teardown()
-            raise KernelTraceUnavailable(f"tracefs refused the setup: {err}") from None
-        atexit.register(self.stop)
-
     def _setup(self) -> None:
-        self.root = mounted_tracefs()
-        if self.root is None:
-            self.root = self._mount()
+        assert self.root is not None
         if not os.path.isdir(os.path.join(self.root, "events", "kvm")):
             raise KernelTraceUnavailable("the kernel has no kvm trace events "
                                          "(is the kvm module loaded?)")
-        name = f"{INSTANCE_PREFIX}{os.getpid()}-{next(_instance_ids)}"
-        path = os.path.join(self.root, "instances", name)
-        os.mkdir(path)
-        self._instance = path
+        path = self._instance = self._new_instance()
         self._write("tracing_on", "0")
         clocks = self._read("trace_clock")
         if self.clock in clocks.replace("[", " ").replace("]", " ").split():
@@ -397,19 +447,10 @@ class KernelTrace:
             self._reader.start()
         self._write("tracing_on", "1")
 
-    def _mount(self) -> str:
-        self._mounted = _mount_tracefs()
-        return self._mounted
-
     @property
     def instance(self) -> str | None:
         """The instance directory while capturing, else None."""
         return self._instance
-
-    @property
-    def mountpoint(self) -> str | None:
-        """Where this object mounted tracefs (None when it used an existing mount)."""
-        return self._mounted
 
     def add_pids(self, pids: Iterable[int]) -> None:
         """Filter on more threads (e.g. vCPU threads started before start())."""
@@ -441,22 +482,9 @@ class KernelTrace:
             os.close(self._pipe)
             self._pipe = None
         if self._instance is not None:
-            try:
-                os.rmdir(self._instance)  # disables its events and frees its buffers
-            except OSError as err:
-                self.leftover = f"cannot remove {self._instance}: {err.strerror}"
+            self._remove_instance(self._instance)
             self._instance = None
-        if self._mounted is not None:
-            if not _unmount_tracefs(self._mounted):
-                self.leftover = f"cannot unmount {self._mounted}"
-            self._mounted = None
-
-    def __enter__(self) -> "KernelTrace":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super()._teardown()
 
     # -- reading --
     def _drain_loop(self) -> None:
@@ -562,7 +590,7 @@ def read_buffer_stats(text: str) -> tuple[int, int]:
     return entries, overrun
 
 
-class EventCounter:
+class EventCounter(_TracefsSession):
     """Count events of `pids` (and, with `follow_children`, of the threads and processes
     they create after start()) without reading a single one.
 
@@ -579,43 +607,21 @@ class EventCounter:
     def __init__(self, pids: Iterable[int], counters: Iterable[CounterSpec], *,
                  follow_children: bool = True, mount: bool = False,
                  buffer_kb: int = COUNTER_BUFFER_KB) -> None:
-        self.pids = [int(p) for p in pids]
-        if not self.pids:
-            raise ValueError("EventCounter needs at least one pid to filter on")
+        super().__init__(pids, follow_children=follow_children, mount=mount,
+                         buffer_kb=buffer_kb)
         self.specs = list(counters)
-        self.follow_children = follow_children
-        self.mount = mount
-        self.buffer_kb = buffer_kb
         self.missing: list[str] = []
-        self.root: str | None = None
-        self.leftover: str | None = None
-        self._mounted: str | None = None
         self._instances: dict[str, str] = {}   # key -> instance directory
         self._counts: dict[str, int] = {}
 
-    def start(self) -> None:
-        reason = unavailable_reason(self.mount)
-        if reason:
-            raise KernelTraceUnavailable(reason)
-        try:
-            self.root = mounted_tracefs()
-            if self.root is None:
-                self.root = _mount_tracefs()
-                self._mounted = self.root
-            for spec in self.specs:
-                self._add(spec)
-            if not self._instances:
-                raise KernelTraceUnavailable("none of the events to count exists in this "
-                                             "kernel: " + ", ".join(self.missing))
-            for path in self._instances.values():
-                _write(path, "tracing_on", "1")
-        except KernelTraceUnavailable:
-            self._teardown()
-            raise
-        except OSError as err:
-            self._teardown()
-            raise KernelTraceUnavailable(f"tracefs refused the setup: {err}") from None
-        atexit.register(self.stop)
+    def _setup(self) -> None:
+        for spec in self.specs:
+            self._add(spec)
+        if not self._instances:
+            raise KernelTraceUnavailable("none of the events to count exists in this "
+                                         "kernel: " + ", ".join(self.missing))
+        for path in self._instances.values():
+            _write(path, "tracing_on", "1")
 
     def _add(self, spec: CounterSpec) -> None:
         assert self.root is not None
@@ -623,10 +629,7 @@ class EventCounter:
         if not os.path.isdir(os.path.join(self.root, "events", group, name)):
             self.missing.append(spec.key)
             return
-        path = os.path.join(self.root, "instances",
-                            f"{INSTANCE_PREFIX}{os.getpid()}-{next(_instance_ids)}")
-        os.mkdir(path)
-        self._instances[spec.key] = path
+        path = self._instances[spec.key] = self._new_instance()
         _write(path, "tracing_on", "0")
         _write(path, "buffer_size_kb", str(self.buffer_kb))
         _write(path, "options/overwrite", "1")
@@ -663,26 +666,13 @@ class EventCounter:
 
     def _teardown(self) -> None:
         for key, path in list(self._instances.items()):
-            try:
-                os.rmdir(path)
-            except OSError as err:
-                self.leftover = f"cannot remove {path}: {err.strerror}"
+            self._remove_instance(path)
             del self._instances[key]
-        if self._mounted is not None:
-            if not _unmount_tracefs(self._mounted):
-                self.leftover = f"cannot unmount {self._mounted}"
-            self._mounted = None
+        super()._teardown()
 
     def counts(self) -> dict[str, int]:
         """Events counted per key (after stop())."""
         return dict(self._counts)
-
-    def __enter__(self) -> "EventCounter":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _write(directory: str, name: str, value: str) -> None:
