@@ -686,6 +686,7 @@ def test_wait_for_client_returns_once_a_client_connected(tmp_path: Path) -> None
     try:
         server.wait_for_client()
         assert len(server.clients) == 1
+        timer.join()  # the server may accept before the connecting thread has stored its client
         assert "QMP" in clients[0].line()  # greeted at once, before the guest starts
     finally:
         timer.join()
