@@ -237,12 +237,8 @@ class Machine:
                     pio.unplace(base, device)
 
         def bar_changed(index: int, old: int | None, new: int | None) -> None:
-            if index != BMIBA_BAR:
-                return
-            if old is not None:
-                pio.unplace(old, self.ide.bmide_port)
-            if new is not None:
-                pio.place(new, 16, self.ide.bmide_port, "ide-bus-master")
+            if index == BMIBA_BAR:
+                pio.move(old, new, 16, self.ide.bmide_port, "ide-bus-master")
 
         function.on_decode_change = decode_changed
         function.on_bar_change = bar_changed
