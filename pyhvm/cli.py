@@ -20,8 +20,11 @@ See where the guest's time went:
   pyhvm stat -- --kernel ... ;  pyhvm run ... --qmp unix:/tmp/q.sock,server,wait=off && pyhvm top /tmp/q.sock
 Watch the screen:
   pyhvm run ... --display vnc::0 (then vncviewer 127.0.0.1::5900) ;  pyhvm screenshot --qmp /tmp/q.sock shot.png
-Measure the paper's optimizations, side by side in one run:
-  pyhvm bench exits | startup | pic | ide | trace
+Boot through firmware (SeaBIOS, then the disk's boot loader):
+  pyhvm run --drive file=disk.img,if=ide,format=raw [--bios FILE]
+Measure the paper's optimizations, side by side in one run (all of them, with a report):
+  pyhvm bench paper [--quick] [--out DIR]
+  pyhvm bench exits | startup | boot | pic | ide | net | vga | mem | trace | placement
 Fuzz the device models as a hostile guest (no KVM needed):
   pyhvm fuzz --config pc --ops 100000 [--json] ;  pyhvm fuzz --replay FILE
 """
