@@ -19,8 +19,8 @@ what the run loop does not need, in this order:
    a guest reboot;
 4. no_new_privs and a seccomp filter on every thread: only the system calls listed in
    `SYSCALL_GROUPS` (measured with `strace -f` on real runs, see below), ioctl only with
-   KVM's and the terminal's request numbers, clone only for threads. Anything else fails
-   with EPERM (`--sandbox strict`: kills the process).
+   KVM's requests, TCGETS and FIONBIO, clone only for threads. Anything else fails with
+   EPERM (`--sandbox strict`: kills the process).
 
 `--sandbox-limits threads=N` bounds the threads the run may start after setup with
 RLIMIT_NPROC where the kernel enforces it (a user other than root). Files written later
@@ -483,6 +483,8 @@ def apply(machine: "Machine", options: SandboxOptions, qmp: object | None = None
         if obstacle is not None:
             report.skipped["user"] = obstacle
             target = None
+    elif options.user is not None:
+        report.skipped["user"] = f"started as uid {os.geteuid()}: only root changes user"
     _apply_limits(report, options.limits)
     if root:
         _apply_namespaces(report)
