@@ -74,7 +74,8 @@ TCGETS, FIONBIO = 0x5401, 0x5421
 # each pyhvm process called after its filter went in): hello and reboots, disk-* with --ide-dma
 # sync and concurrent, net-* over dgram and TAP with a pcap, vga/vbe with VNC and web clients
 # connected and png displays, QMP commands including screendump, --trace, --stats, --serial
-# file:, SMP, --irqchip user, memory backings. Calls marked "(not seen)" were not in those
+# file:, SMP, --irqchip user, reboots on each memory backing (tests/integration/
+# test_sandbox.py), firmware boots. Calls marked "(not seen)" were not in those
 # runs but sit on a path that can be taken (named). Groups in order of frequency: the kernel
 # walks the list at every call.
 SYSCALL_GROUPS: dict[str, tuple[sc.Rule | str, ...]] = {
@@ -96,7 +97,7 @@ SYSCALL_GROUPS: dict[str, tuple[sc.Rule | str, ...]] = {
                 "gettid"),
     # Disk images: preadv/pwritev straight into guest RAM, pread for PIO, fdatasync for
     # FLUSH CACHE; the older preadv/pwritev (not seen) for Pythons without the v2 calls;
-    # fallocate (not seen): a reboot re-populates file-backed RAM.
+    # fallocate: a reboot gives file-backed RAM its blocks back after punching them out.
     "block I/O": ("pwritev2", "preadv2", "pread64", "preadv", "pwritev", "fdatasync",
                   "fallocate"),
     # Control and display clients (QMP, VNC, web) and datagram links: accept on the
