@@ -159,10 +159,22 @@ class SandboxOptions:
     limits: Limits = field(default_factory=Limits)
 
 
+_SIZE_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _parse_size(text: str) -> int:
+    """`512M`, `2G` or a number of MiB, as `-m` reads them (the runtime cannot import the
+    machine layer's parser)."""
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in "KMGT" else ""
+    number = text[:-1] if unit else text
+    if not number.isdigit():
+        raise ValueError(text)
+    return int(number) * _SIZE_UNITS[unit]
+
+
 def parse_limits(text: str | None) -> Limits:
     """`files=N,threads=N,memory=SIZE` (any subset); SIZE as -m takes it (default MiB)."""
-    from ..machine.config import ConfigError, parse_size
-
     values: dict[str, int] = {}
     for item in (text or "").split(","):
         if not item:
@@ -171,8 +183,8 @@ def parse_limits(text: str | None) -> Limits:
         if not sep or key not in ("files", "threads", "memory"):
             raise SandboxError(f"--sandbox-limits {text!r}: use files=N,threads=N,memory=SIZE")
         try:
-            values[key] = parse_size(value) if key == "memory" else int(value)
-        except (ValueError, ConfigError):
+            values[key] = _parse_size(value) if key == "memory" else int(value)
+        except ValueError:
             raise SandboxError(f"--sandbox-limits {key}={value!r} is not a number") from None
         if values[key] < 1:
             raise SandboxError(f"--sandbox-limits {key}= must be at least 1")

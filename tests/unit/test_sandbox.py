@@ -32,9 +32,12 @@ def test_limits_parse_any_subset_with_defaults() -> None:
     limits = sb.parse_limits("files=100,memory=512M")
     assert (limits.files, limits.threads, limits.memory) == (100, sb.DEFAULT_MAX_THREADS,
                                                              512 << 20)
+    assert [sb.parse_limits(f"memory={size}").memory for size in ("2G", "64", "1024KiB")] == \
+        [2 << 30, 64 << 20, 1 << 20]
 
 
-@pytest.mark.parametrize("text", ["files", "files=x", "cpus=2", "threads=0", "memory=lots"])
+@pytest.mark.parametrize("text", ["files", "files=x", "cpus=2", "threads=0", "memory=lots",
+                                  "memory=", "memory=G"])
 def test_bad_limits_are_one_line_errors(text: str) -> None:
     with pytest.raises(sb.SandboxError, match="--sandbox-limits"):
         sb.parse_limits(text)
