@@ -115,6 +115,9 @@ SYSCALL_GROUPS: dict[str, tuple[sc.Rule | str, ...]] = {
     "threads": (sc.Rule("clone", (sc.ArgHasBits(0, CLONE_THREAD),)),
                 sc.Rule("clone3", action=sc.errno_action(errno.ENOSYS)),
                 "set_robust_list", "rseq", "exit"),
+    # Reaping a device process (--device-process) pyhvm started before the filter: waiting
+    # can only collect this process's own children, and no new child can be made (above).
+    "children": ("wait4", "waitid"),
     # The end of the run; clocks the vDSO does not serve (not seen); randomness (not seen)
     # for a new random.Random.
     "process": ("exit_group", "clock_gettime", "getrandom"),
