@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import errno
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from ..errors import HostError
 
@@ -106,6 +106,28 @@ def send_or_drop(backend: NetBackend, frame: bytes) -> bool:
     if offered is Offered.FULL:
         backend.counters.tx_dropped += 1
     return offered is Offered.SENT
+
+
+def offer_frame(counters: NetCounters, frame: bytes, transmit: Callable[[bytes], object],
+                failure: str) -> Offered:
+    """The shared body of `offer`: check the length, `transmit` the frame, and sort an
+    OSError into full (offered again later, not counted), a counted drop, or a dead backend
+    (NetError starting with `failure`)."""
+    if not frame_fits(len(frame)):
+        counters.tx_invalid += 1
+        return Offered.DROPPED
+    try:
+        transmit(frame)
+    except OSError as err:
+        if err.errno in FULL_SEND_ERRORS:
+            return Offered.FULL
+        if err.errno not in TRANSIENT_SEND_ERRORS:
+            raise NetError(f"{failure}: {err.strerror}") from None
+        counters.tx_dropped += 1  # e.g. EIO while a TAP's link is down
+        return Offered.DROPPED
+    counters.tx_frames += 1
+    counters.tx_bytes += len(frame)
+    return Offered.SENT
 
 
 def frame_fits(length: int) -> bool:

@@ -16,9 +16,8 @@ import socket
 import stat
 from typing import Any
 
-from .net_base import (FULL_SEND_ERRORS, MAX_DISCARDS_PER_RECV, RECV_BUFFER,
-                       TRANSIENT_SEND_ERRORS, NetCounters, NetError, Offered, count_rx_reject,
-                       frame_fits, send_or_drop)
+from .net_base import (MAX_DISCARDS_PER_RECV, RECV_BUFFER, NetCounters, NetError, Offered,
+                       count_rx_reject, frame_fits, offer_frame, send_or_drop)
 
 # Transient errors a connected UDP socket reports on receive: an ICMP "port unreachable" for
 # an earlier send while the peer was not listening. The frame it refers to is already gone.
@@ -101,25 +100,14 @@ class DgramBackend:
         return send_or_drop(self, frame)
 
     def offer(self, frame: bytes) -> Offered:
-        counters = self.counters
-        if not frame_fits(len(frame)):
-            counters.tx_invalid += 1
-            return Offered.DROPPED
-        try:
-            if self._remote is None:
-                self.sock.send(frame)
-            else:
-                self.sock.sendto(frame, self._remote)
-        except OSError as err:
-            if err.errno in FULL_SEND_ERRORS:
-                return Offered.FULL  # not counted: the machine offers it again
-            if err.errno not in TRANSIENT_SEND_ERRORS:
-                raise NetError(f"{self.name}: sending a frame failed: {err.strerror}") from None
-            counters.tx_dropped += 1
-            return Offered.DROPPED
-        counters.tx_frames += 1
-        counters.tx_bytes += len(frame)
-        return Offered.SENT
+        return offer_frame(self.counters, frame, self._transmit,
+                           f"{self.name}: sending a frame failed")
+
+    def _transmit(self, frame: bytes) -> None:
+        if self._remote is None:
+            self.sock.send(frame)
+        else:
+            self.sock.sendto(frame, self._remote)
 
     def recv(self) -> bytes | None:
         counters = self.counters

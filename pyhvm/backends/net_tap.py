@@ -14,9 +14,8 @@ import os
 import socket
 import struct
 
-from .net_base import (FULL_SEND_ERRORS, MAX_DISCARDS_PER_RECV, RECV_BUFFER,
-                       TRANSIENT_SEND_ERRORS, NetCounters, NetError, Offered, count_rx_reject,
-                       frame_fits, send_or_drop)
+from .net_base import (MAX_DISCARDS_PER_RECV, RECV_BUFFER, NetCounters, NetError, Offered,
+                       count_rx_reject, frame_fits, offer_frame, send_or_drop)
 
 TUN_DEVICE = "/dev/net/tun"
 IFNAMSIZ = 16  # including the terminating NUL: names are at most 15 bytes
@@ -67,23 +66,9 @@ class TapBackend:
         return send_or_drop(self, frame)
 
     def offer(self, frame: bytes) -> Offered:
-        counters = self.counters
-        if not frame_fits(len(frame)):
-            counters.tx_invalid += 1
-            return Offered.DROPPED
-        try:
-            os.write(self._fd, frame)
-        except OSError as err:
-            if err.errno in FULL_SEND_ERRORS:
-                return Offered.FULL  # not counted: the machine offers it again
-            if err.errno not in TRANSIENT_SEND_ERRORS:
-                raise NetError(f"TAP {self.ifname}: writing a frame failed: "
-                               f"{err.strerror}; was the device deleted?") from None
-            counters.tx_dropped += 1  # e.g. EIO while the link is down
-            return Offered.DROPPED
-        counters.tx_frames += 1
-        counters.tx_bytes += len(frame)
-        return Offered.SENT
+        return offer_frame(self.counters, frame, lambda data: os.write(self._fd, data),
+                           f"TAP {self.ifname}: writing a frame failed (was the device "
+                           "deleted?)")
 
     def recv(self) -> bytes | None:
         counters = self.counters
