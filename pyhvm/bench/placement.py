@@ -23,10 +23,9 @@ in-process exit. `boundary` in the JSON gives the microseconds each boundary add
 
 from __future__ import annotations
 
-import os
 import shlex
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,7 +33,7 @@ from . import common
 from . import exits as exits_bench
 from . import ide as ide_bench
 from . import pic as pic_bench
-from .common import BenchError, GuestRun
+from .common import BenchError, GuestRun, Outcome
 
 DEFAULT_REPS = 3
 DEFAULT_N = 20_000
@@ -65,12 +64,6 @@ class Config:
     def label(self) -> str:
         return f"{self.test} {self.placement}" + (f" {self.hz} Hz" if self.test == "irq"
                                                   else "")
-
-
-@dataclass
-class Outcome:
-    samples: list[Any] = field(default_factory=list)
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,9 +151,9 @@ def measure(params: Params = Params(), reps: int = DEFAULT_REPS, kernel: str | N
     common.require_kvm()
     elf = common.guestkit_path(kernel)
     configs = configurations(params, sections)
-    outcomes = {config: Outcome() for config in configs}
+    outcomes: dict[Any, Outcome[Any]] = {config: Outcome() for config in configs}
     progress = common.stderr_progress(show_progress, "bench placement")
-    load_before = _loadavg()
+    load_before = common.loadavg()
     with tempfile.TemporaryDirectory(prefix="pyhvm-bench-placement-") as tmp:
         image = Path(tmp) / "disk.img"
         if "ide" in sections:
@@ -181,39 +174,18 @@ def measure(params: Params = Params(), reps: int = DEFAULT_REPS, kernel: str | N
     if all(outcome.error is not None for outcome in outcomes.values()):
         first = outcomes[configs[0]].error
         raise BenchError(f"every configuration failed; {configs[0].label}: {first}")
-    host = common.host_info(loadavg_1m_start=load_before, loadavg_1m_end=_loadavg())
+    host = common.host_info(loadavg_1m_start=load_before, loadavg_1m_end=common.loadavg())
     return summarize(outcomes, params, reps=reps, kernel=elf, host=host)
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 # --- the figures (no KVM: unit-tested) ----------------------------------------------------
-def _ok(outcome: Outcome | None) -> bool:
-    return outcome is not None and outcome.error is None and bool(outcome.samples)
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    return _round(common.ratio(numerator, denominator))
-
-
 def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 2)
 
 
 def summarize(outcomes: dict[Config, Outcome], params: Params, *, reps: int, kernel: Path,
               host: dict[str, Any]) -> dict[str, Any]:
-    every = [s for c, o in outcomes.items() if _ok(o) and c.test != "exit" for s in o.samples]
+    every = [s for c, o in outcomes.items() if common.succeeded(o) and c.test != "exit" for s in o.samples]
     ref_khz, ref_source = common.reference_tsc_khz(every) if every else (0, "none")
     runs = []
     exit_us: dict[str, float] = {}
@@ -225,7 +197,7 @@ def summarize(outcomes: dict[Config, Outcome], params: Params, *, reps: int, ker
                  "command": command_text(config, params, kernel)}
         if config.test == "irq":
             entry["hz"] = config.hz
-        if not _ok(outcome):
+        if not common.succeeded(outcome):
             runs.append(common.run_entry(entry, {"error": outcome.error or "no repetition ran",
                                                  "reps_ok": len(outcome.samples)}))
             continue
@@ -250,14 +222,14 @@ def summarize(outcomes: dict[Config, Outcome], params: Params, *, reps: int, ker
 
     vmm_exit = exit_us.get("vmm")
     ratios: dict[str, float | None] = {
-        "exit_process_sync_over_vmm": _ratio(exit_us.get("process-sync"), vmm_exit),
-        "exit_process_posted_over_vmm": _ratio(exit_us.get("process-posted"), vmm_exit),
-        "exit_process_spin_over_vmm": _ratio(exit_us.get("process-spin"), vmm_exit),
-        "irq_cost_process_over_vmm": _ratio(irq_cost.get("process"), irq_cost.get("vmm")),
-        "irq_cost_vmm_over_kernel": _ratio(irq_cost.get("vmm"), irq_cost.get("kernel")),
-        "irq_cost_process_over_kernel": _ratio(irq_cost.get("process"),
+        "exit_process_sync_over_vmm": common.ratio_of(exit_us.get("process-sync"), vmm_exit),
+        "exit_process_posted_over_vmm": common.ratio_of(exit_us.get("process-posted"), vmm_exit),
+        "exit_process_spin_over_vmm": common.ratio_of(exit_us.get("process-spin"), vmm_exit),
+        "irq_cost_process_over_vmm": common.ratio_of(irq_cost.get("process"), irq_cost.get("vmm")),
+        "irq_cost_vmm_over_kernel": common.ratio_of(irq_cost.get("vmm"), irq_cost.get("kernel")),
+        "irq_cost_process_over_kernel": common.ratio_of(irq_cost.get("process"),
                                                irq_cost.get("kernel")),
-        "ide_mbps_process_over_vmm": _ratio(ide_mbps.get("process"), ide_mbps.get("vmm")),
+        "ide_mbps_process_over_vmm": common.ratio_of(ide_mbps.get("process"), ide_mbps.get("vmm")),
     }
     boundary = {
         "round_trip_us": _minus(exit_us.get("process-sync"), vmm_exit),
@@ -287,13 +259,13 @@ def _irq_metrics(config: Config, samples: list[Any], outcomes: dict[Config, Outc
     }
     if config.hz:
         base = outcomes.get(Config("irq", config.placement, 0))
-        if _ok(base):
+        if common.succeeded(base):
             assert base is not None
             lost = pic_bench.overhead(common.median(s.rate for s in samples),
                                       common.median(s.rate for s in base.samples))
             ticks = common.median(s.ticks for s in samples)
             metrics["overhead_pct"] = None if lost is None else round(lost * 100.0, 2)
-            metrics["cost_us_per_irq"] = _round(pic_bench.cost_per_irq_us(
+            metrics["cost_us_per_irq"] = common.rounded(pic_bench.cost_per_irq_us(
                 lost, common.median(seconds), ticks), 2)
     return metrics
 
@@ -311,7 +283,7 @@ def goal(ratios: dict[str, float | None]) -> dict[str, Any]:
 
 # --- the report ---------------------------------------------------------------------------
 def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
+    return common.fmt_value(value, digits, suffix)
 
 
 def _runs(result: dict[str, Any], test: str) -> list[dict[str, Any]]:
