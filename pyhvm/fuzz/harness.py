@@ -66,6 +66,15 @@ class GuardedBus(Bus):
         label = name or type(device).__name__
         super().register(base, size, _Guard(device, label, self._target), label)
 
+    def unplace(self, base: int, device: Device) -> None:
+        """`Bus.unplace` matches the mapped device, which here is the guard around it: without
+        this a BAR move would leave its old range mapped, and the machine's wiring would be
+        fuzzed with a bus the real one never has."""
+        mapping = self.find(base)
+        if (mapping is not None and mapping.base == base and isinstance(mapping.device, _Guard)
+                and mapping.device.device == device):
+            self.unregister(base)
+
 
 @dataclass
 class Event:

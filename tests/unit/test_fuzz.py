@@ -354,3 +354,19 @@ def test_a_corpus_is_kept_and_replayed_by_the_next_campaign(tmp_path: Path) -> N
                       corpus_dir=tmp_path)
     assert second.load_corpus() == len(kept)
     assert second.stats.programs == len(kept) and len(second.corpus) == len(kept)
+
+
+def test_a_guest_bar_move_unmaps_the_old_range_in_the_fuzzed_pc(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The harness guards every mapped device; a BAR move must still unmap the old range, as
+    the machine's bus does, or the fuzzer runs a machine whose BARs never leave."""
+    target = CONFIGS["pc"]()
+    old = target.pio.find(0xC000)
+    assert old is not None and old.name == "ide-bus-master"
+    for _ in range(2):  # twice: the second move starts from a range the first one placed
+        target.pio.write(0xCF8, 4, 0x80000920)  # 00:01.1 (PIIX3 IDE), BAR4
+        target.pio.write(0xCFC, 4, 0xD001)
+    moved = target.pio.find(0xD000)
+    assert target.pio.find(0xC000) is None
+    assert moved is not None and moved.name == "ide-bus-master"
+    assert "cannot decode" not in caplog.text
