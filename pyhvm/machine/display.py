@@ -125,10 +125,11 @@ def ram_memslots(memory: GuestMemory, legacy_hole: bool
     return slots
 
 
-def load_default_font(directory: str = FONT_DIR, names: tuple[str, ...] = FONT_FILES
-                      ) -> bytes | None:
-    """The CP437 glyph table from the console font package, or None (one log line) if it
-    is not installed: text then shows no glyphs, only colours and the cursor."""
+def load_default_font(directory: str = FONT_DIR, names: tuple[str, ...] = FONT_FILES,
+                      missing_level: int = logging.WARNING) -> bytes | None:
+    """The CP437 glyph table from the console font package, or None (one log line at
+    `missing_level`) if it is not installed: text then shows no glyphs, only colours and
+    the cursor."""
     fonts = []
     for name in names:
         path = f"{directory}/{name}"
@@ -141,8 +142,8 @@ def load_default_font(directory: str = FONT_DIR, names: tuple[str, ...] = FONT_F
         except (OSError, EOFError, zlib.error, FontError):
             continue
     if not fonts:
-        log.warning("no VGA font (%s/%s missing): install Debian's %s; text mode shows no "
-                    "glyphs", directory, names[0], FONT_PACKAGE)
+        log.log(missing_level, "no VGA font (%s/%s missing): install Debian's %s; text mode "
+                "shows no glyphs", directory, names[0], FONT_PACKAGE)
         return None
     table, _missing = cp437_table(fonts)
     return table
@@ -170,7 +171,13 @@ class VgaDisplay:
         self._lfb_address: int | None = None
         self._mmio_address: int | None = None
         self._alias: tuple[int, int, int] | None = None
-        self.font = font() if callable(font) else font
+        if font is load_default_font:
+            # Without --display nobody looks at text mode (a QMP screendump still can): the
+            # missing package is said under -v only, so a host-side error stays one line.
+            self.font = load_default_font(missing_level=logging.WARNING
+                                          if machine.config.displays else logging.INFO)
+        else:
+            self.font = font() if callable(font) else font
         self.vga = StdVga(self._view, on_mapping_change=self._mapping_changed)
         self.function = StdVgaPci(size, on_bar_change=self._bar_changed)
         machine.chipset.host.attach(VGA_PCI_DEVICE, 0, self.function)
