@@ -325,6 +325,11 @@ class FwCfg:
             if item.on_write is not None:
                 item.on_write(start, count)
             return
+        if mode == "read" and length:
+            assert self._memory is not None
+            # The whole destination first: a range running out of RAM moves no byte (the
+            # item's or the zeros after it) and leaves the offset where it was.
+            self._memory.view(address, length)
         if mode == "read" and count:
             assert item is not None
             self._copy_out(address, item.data, self._offset, count)
