@@ -63,6 +63,56 @@ def test_truncated_or_foreign_files_raise_font_error(data: bytes) -> None:
         parse_psf(data)
 
 
+def test_psf1_without_a_unicode_table_has_glyphs_and_no_map() -> None:
+    """Mode bits 1 and 2 clear: no table follows the glyphs; mode bit 0: 512 glyphs."""
+    font = parse_psf(bytes((0x36, 0x04, 0x00, 8)) + bytes(256 * 8) + b"\x41\x00\xff\xff")
+    assert len(font.glyphs) == 256 and font.unicode == {}
+    wide = parse_psf(bytes((0x36, 0x04, 0x01, 8)) + bytes(range(256)) * 16)
+    assert len(wide.glyphs) == 512 and wide.glyphs[511] == bytes(range(248, 256))
+
+
+def test_psf1_table_entries_past_the_last_glyph_are_ignored() -> None:
+    data = psf1(["A"]) + struct.pack("<HH", ord("Z"), 0xFFFF)  # a 257th entry
+    assert parse_psf(data).unicode == {ord("A"): 0}
+
+
+def test_psf2_without_the_unicode_flag_has_no_map() -> None:
+    data = bytearray(psf2(["B"]))
+    data[12:16] = struct.pack("<I", 0)  # flags: no table, though bytes follow the glyphs
+    font = parse_psf(bytes(data))
+    assert len(font.glyphs) == 256 and font.unicode == {}
+
+
+def test_psf2_table_skips_bad_utf8_and_keeps_the_good_characters() -> None:
+    data = bytearray(psf2([]))
+    end = 32 + 256 * 16
+    data[end:end + 4] = b"\xc3Q\xfe\xff"  # a truncated sequence, then 'Q', then a sequence
+    font = parse_psf(bytes(data))
+    assert font.unicode == {ord("Q"): 0}
+
+
+@pytest.mark.parametrize("header,flags,count,size,height,width,glyph_bytes", [
+    (32, 0, 0, 16, 16, 8, 0),             # no glyphs
+    (32, 0, 256, 16, 16, 0, 4096),        # zero width
+    (32, 0, 256, 15, 16, 8, 4096),        # bytes per glyph disagree with height x width
+    (16, 0, 256, 16, 16, 8, 4096),        # header size inside the fixed header
+    (32, 0, 256, 16, 16, 8, 4095),        # glyphs cut short
+    (0xFFFFFFFF, 0, 1, 1, 1, 8, 1),       # header size past the file
+])
+def test_psf2_headers_that_describe_no_usable_glyphs_raise_font_error(
+        header: int, flags: int, count: int, size: int, height: int, width: int,
+        glyph_bytes: int) -> None:
+    data = struct.pack("<4s7I", b"\x72\xb5\x4a\x86", 0, header, flags, count, size, height,
+                       width) + bytes(glyph_bytes)
+    with pytest.raises(FontError):
+        parse_psf(data)
+
+
+def test_psf2_header_shorter_than_32_bytes_raises_font_error() -> None:
+    with pytest.raises(FontError, match="truncated"):
+        parse_psf(b"\x72\xb5\x4a\x86" + bytes(27))
+
+
 def test_cp437_table_places_each_code_by_its_unicode_character() -> None:
     first = parse_psf(psf1(["A", "☺"]))
     second = parse_psf(psf1(["☺", "ç"]))
