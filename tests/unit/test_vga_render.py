@@ -4,6 +4,8 @@ controller, CRTC cursor registers, sequencer clocking mode; Bochs VBE pixel form
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -57,8 +59,10 @@ def mode3_rgb(index: int) -> tuple[int, int, int]:
 
 
 def expected_text(cells: dict[tuple[int, int], tuple[int, int]], *, cwidth: int = 9,
-                  blink_on: bool = True, blink: bool = True) -> np.ndarray:
-    """The 80x25 screen: every cell blank (0x20, 0x07) except `cells`."""
+                  blink_on: bool = True, blink: bool = True, line_graphics: bool = True,
+                  rgb: Callable[[int], tuple[int, int, int]] = mode3_rgb) -> np.ndarray:
+    """The 80x25 screen: every cell blank (0x20, 0x07) except `cells`; `rgb` turns an
+    attribute colour (0-15) into the pixel."""
     image = np.zeros((400, 80 * cwidth, 3), np.uint8)
     for row in range(25):
         for col in range(80):
@@ -74,8 +78,8 @@ def expected_text(cells: dict[tuple[int, int], tuple[int, int]], *, cwidth: int 
                     if x < 8:
                         on = bits >> (7 - x) & 1
                     else:
-                        on = bits & 1 if 0xC0 <= ch <= 0xDF else 0
-                    image[row * 16 + y, col * cwidth + x] = mode3_rgb(fg if on else bg)
+                        on = bits & 1 if line_graphics and 0xC0 <= ch <= 0xDF else 0
+                    image[row * 16 + y, col * cwidth + x] = rgb(fg if on else bg)
     return image
 
 
@@ -188,6 +192,107 @@ def test_blank_when_the_attribute_controller_releases_the_palette() -> None:
     out(vga, r.AC_INDEX, 0x00)  # PAS clear: the CPU owns the palette, the screen is blank
     pixels, _ = render(vga, vram)
     assert not pixels.any()
+
+
+def attribute(vga: StdVga, index: int, value: int) -> None:
+    """One attribute controller register, leaving the palette to the screen (PAS set)."""
+    vga.regs.read(r.INPUT_STATUS1_COLOR - r.PORT_BASE, 1)
+    out(vga, r.AC_INDEX, index | r.AR_PALETTE_ADDRESS_SOURCE)
+    out(vga, r.AC_INDEX, value)
+
+
+def test_ar10_bit7_takes_palette_bits_5_4_from_the_colour_select() -> None:
+    """AR10 bit 7 (P5,P4 select): DAC index bits 5-4 come from AR14 bits 1-0 instead of
+    the palette register; otherwise AR14 bits 3-2 give DAC index bits 7-6."""
+    vga, vram = text_vga()
+    crtc(vga, r.CR_CURSOR_START, 0x20)
+    put(vga, 2, 7, b"P", 0x1E)
+    cells = {(2, 7): (ord("P"), 0x1E)}
+
+    def dac_rgb(index: int) -> tuple[int, int, int]:
+        red, green, blue = ega_palette_entry(index) if index < 64 else (0, 0, 0)
+        return six(red), six(green), six(blue)
+
+    attribute(vga, r.AR_COLOR_SELECT, 0x02)
+    attribute(vga, r.AR_MODE, vga.regs.ar[r.AR_MODE] | 0x80)
+    pixels, _ = render(vga, vram)
+    assert np.array_equal(pixels, expected_text(
+        cells, rgb=lambda c: dac_rgb(0x20 | MODE3_AR[c] & 0x0F)))
+    attribute(vga, r.AR_MODE, vga.regs.ar[r.AR_MODE] & ~0x80)
+    attribute(vga, r.AR_COLOR_SELECT, 0x04)  # bits 3-2 = 01: DAC 0x40-0x7F, all black here
+    pixels, _ = render(vga, vram)
+    assert not pixels.any()
+
+
+def test_moving_the_cursor_redraws_its_old_and_new_rows_only() -> None:
+    vga, vram = text_vga()
+    crtc(vga, r.CR_CURSOR_START, 14)
+    crtc(vga, r.CR_CURSOR_END, 15)
+    crtc(vga, r.CR_CURSOR_HI, 0)
+    crtc(vga, r.CR_CURSOR_LO, 3 * 80 + 5)
+    renderer = VgaRenderer()
+    render(vga, vram, renderer)
+    crtc(vga, r.CR_CURSOR_HI, (9 * 80 + 1) >> 8)
+    crtc(vga, r.CR_CURSOR_LO, (9 * 80 + 1) & 0xFF)
+    pixels, rows = render(vga, vram, renderer)
+    assert rows == (3 * 16, 10 * 16)
+    expected = expected_text({})
+    expected[9 * 16 + 14:9 * 16 + 16, 9:18] = mode3_rgb(0x7)
+    assert np.array_equal(pixels, expected)
+    pixels, rows = render(vga, vram, renderer, cursor_on=False)  # the blink's off phase
+    assert rows == (9 * 16, 10 * 16)
+    assert np.array_equal(pixels, expected_text({}))
+
+
+def test_cursor_address_outside_the_visible_cells_draws_no_cursor() -> None:
+    vga, vram = text_vga()
+    crtc(vga, r.CR_CURSOR_START, 0)
+    crtc(vga, r.CR_CURSOR_END, 15)
+    crtc(vga, r.CR_CURSOR_HI, 2100 >> 8)  # cell 2100 of an 80x25 (2000-cell) screen
+    crtc(vga, r.CR_CURSOR_LO, 2100 & 0xFF)
+    pixels, _ = render(vga, vram)
+    assert np.array_equal(pixels, expected_text({}))
+
+
+def test_text_line_compare_restarts_the_lower_screen_at_address_0() -> None:
+    """CRTC line compare (CR18, CR07 bit 4, CR09 bit 6): the rows after the compare line
+    show video memory from address 0 (a split screen under a scrolled top)."""
+    vga, vram = text_vga()
+    crtc(vga, r.CR_CURSOR_START, 0x20)
+    put(vga, 0, 0, b"status", 0x1F)
+    put(vga, 10, 0, b"scrolled", 0x0E)
+    crtc(vga, r.CR_START_HI, (10 * 80) >> 8)
+    crtc(vga, r.CR_START_LO, (10 * 80) & 0xFF)
+    crtc(vga, r.CR_OVERFLOW, vga.regs.cr[r.CR_OVERFLOW] & ~0x10)
+    crtc(vga, r.CR_MAX_SCAN, vga.regs.cr[r.CR_MAX_SCAN] & ~0x40)
+    crtc(vga, r.CR_LINE_COMPARE, 5 * 16)
+    pixels, _ = render(vga, vram)
+    cells = {(0, i): (c, 0x0E) for i, c in enumerate(b"scrolled")}
+    cells.update({(5, i): (c, 0x1F) for i, c in enumerate(b"status")})
+    cells.update({(15, i): (c, 0x0E) for i, c in enumerate(b"scrolled")})
+    assert np.array_equal(pixels, expected_text(cells))
+
+
+def test_without_line_graphics_the_ninth_column_is_background() -> None:
+    vga, vram = text_vga()
+    crtc(vga, r.CR_CURSOR_START, 0x20)
+    attribute(vga, r.AR_MODE, 0x08)  # blink on, line graphics (bit 2) off
+    put(vga, 4, 4, b"\xc4\xdb\xb3", 0x07)
+    pixels, _ = render(vga, vram)
+    cells = {(4, 4 + i): (c, 0x07) for i, c in enumerate(b"\xc4\xdb\xb3")}
+    assert np.array_equal(pixels, expected_text(cells, line_graphics=False))
+
+
+def test_dot_clock_halved_text_doubles_every_pixel_across() -> None:
+    vga, vram = text_vga()
+    crtc(vga, r.CR_CURSOR_START, 0x20)
+    out(vga, r.SEQ_INDEX, r.SR_CLOCKING)
+    out(vga, r.SEQ_DATA, r.SR1_DOT_CLOCK_DIV2)  # 9-dot cells, each dot twice as wide
+    put(vga, 0, 0, b"W\xc4", 0x1F)
+    pixels, _ = render(vga, vram)
+    assert pixels.shape == (400, 80 * 9 * 2, 3)
+    expected = expected_text({(0, 0): (ord("W"), 0x1F), (0, 1): (0xC4, 0x1F)})
+    assert np.array_equal(pixels, np.repeat(expected, 2, axis=1))
 
 
 # -- graphics ------------------------------------------------------------------------------------
@@ -374,3 +479,21 @@ def test_crtc_start_past_the_end_wraps_inside_the_planes() -> None:
     crtc(vga, r.CR_START_LO, 0xF0)
     rendered, _ = render(vga, np.frombuffer(memory, np.uint8))
     assert rendered.shape == (400, 640, 3)
+
+
+def test_a_vbe_frame_larger_than_the_renderer_draws_is_blank_not_allocated() -> None:
+    """16000 x 2097 at 8 bpp fits 32 MiB of video memory; past MAX_FRAME_PIXELS the screen
+    shows black at the previous size rather than a picture of 33 million pixels."""
+    vga, memory = vbe_vga(32 * MiB)
+    vram = np.frombuffer(memory, np.uint8)
+    renderer = VgaRenderer()
+    before, _ = render(vga, vram, renderer)
+    setreg(vga, v.INDEX_XRES, 16000)
+    setreg(vga, v.INDEX_YRES, 12000)
+    setreg(vga, v.INDEX_BPP, 8)
+    setreg(vga, v.INDEX_ENABLE, v.ENABLED | v.LFB_ENABLED | v.NOCLEARMEM)
+    assert (vga.vbe.xres, vga.vbe.yres) == (16000, 32 * MiB // 16000)
+    memory[:4096] = b"\x01" * 4096
+    pixels, rows = render(vga, vram, renderer)
+    assert pixels.shape == before.shape and not pixels.any()
+    assert rows == (0, before.shape[0])
