@@ -21,20 +21,27 @@ from ..backends.blockexec import SyncDiskExecutor, perform
 from ..bus import BusError
 from ..devices.ata_disk import AtaDisk
 from ..devices.blockio import BlockIOError, DiskCompletion, DiskRequest, MemoryBackend
+from ..devices import fw_cfg as fwc
 from ..devices.debug_exit import DebugExit
+from ..devices.debugcon import SEABIOS_PORT, DebugCon
 from ..devices.ide import PiixIde
 from ..devices.i8042 import I8042
 from ..devices.misc import PostCode
 from ..devices.pci import STATUS_RECEIVED_MASTER_ABORT, PciHost
-from ..devices.pci_chipset import PcChipset, build_pc_chipset
+from ..devices.pci_chipset import IDETIM, IDETIM_DECODE_ENABLE, PcChipset, build_pc_chipset
 from ..devices.pic8259 import DualPic
+from ..devices.port92 import PORT as PORT92, Port92
 from ..devices.pit8254 import Pit8254
 from ..devices.rtc import CmosRtc, pc_cmos_bytes
 from ..devices.rtl8139 import Rtl8139, Rtl8139Pci
 from ..devices import vbe, vga_regs
 from ..devices.uart16550 import Uart16550
+from ..devices.vga_bios import set_text_mode3
 from ..devices.vga import LFB_BAR, MMIO_SIZE, StdVga, StdVgaPci
 from ..devices.vga_memory import WINDOW_BASE, WINDOW_SIZE
+from ..boot.firmware import ISA_BIOS_SIZE, Rom
+from ..machine.firmware import (CMOS_SMP_COUNT, SHADOW_BASE, SHADOW_SIZE, BootOptions,
+                                RomWindow, ShadowWindow, build_fw_cfg, cmos_boot_bytes)
 from . import templates
 from .generate import Profile
 from .harness import Event, Target
@@ -100,9 +107,12 @@ def add_pit(t: Target, p: Profile, irq0: object | None = None,
 
 # -- ISA devices ---------------------------------------------------------------------------
 
-def add_rtc(t: Target, p: Profile, irq8: object | None = None) -> CmosRtc:
+def add_rtc(t: Target, p: Profile, irq8: object | None = None,
+            firmware: dict[int, int] | None = None) -> CmosRtc:
+    cmos = pc_cmos_bytes(t.memory.size, pci_hole_start=3 << 30)
+    cmos.update(firmware or {})
     rtc = CmosRtc(t.clock, irq8 or Line(), base_time=RTC_BASE_TIME,  # type: ignore[arg-type]
-                  cmos=pc_cmos_bytes(t.memory.size, pci_hole_start=3 << 30))
+                  cmos=cmos)
     t.pio.register(0x70, 2, rtc, "rtc")
     t.roots["rtc"] = rtc
     t.invariants.append(("rtc", lambda: rtc.state().validate()))
@@ -156,6 +166,28 @@ def add_debug_ports(t: Target, p: Profile) -> None:
     t.pio.register(0xF4, 4, DebugExit(on_exit), "debug-exit")
     t.pio.register(0x80, 1, PostCode(lambda code: None), "post")
     p.ports += [(0xF4, 4), (0x80, 1)]
+
+
+def add_port92(t: Target, p: Profile) -> Port92:
+    """System control port A: its fast reset is a machine reset (`Machine._guest_reset`)."""
+    port92 = Port92(t.request_reset)
+    t.pio.register(PORT92, 1, port92, "port92")
+    t.roots["port92"] = port92
+    p.ports.append((PORT92, 1))
+    return port92
+
+
+def add_debugcon(t: Target, p: Profile) -> DebugCon:
+    """SeaBIOS's debug console (`Firmware.attach` maps it when a sink is asked for)."""
+    written = [0]
+
+    def sink(data: bytes) -> None:
+        written[0] += len(data)
+
+    debugcon = DebugCon(sink)
+    t.pio.register(SEABIOS_PORT, 1, debugcon, "debugcon")
+    p.ports.append((SEABIOS_PORT, 1))
+    return debugcon
 
 
 # -- PCI ----------------------------------------------------------------------------------
@@ -335,9 +367,12 @@ VGA_PCI_DEVICE = 2
 VGA_VRAM = 1 << 20  # the smallest the model takes: every byte of it is reachable quickly
 
 
-def add_vga(t: Target, p: Profile, host: PciHost) -> StdVga:
+def add_vga(t: Target, p: Profile, host: PciHost, text_mode: bool = False) -> StdVga:
     """The std VGA in the trap placement (every framebuffer access reaches the model), with
-    `VgaDisplay`'s BAR handling (pyhvm/machine/display.py) reduced to bus mappings."""
+    `VgaDisplay`'s BAR handling (pyhvm/machine/display.py) reduced to bus mappings. With
+    `text_mode`, set up as `VgaDisplay.firmware_setup` leaves it for a directly booted
+    kernel (mode 03h; no font, so a run does not depend on the host's font files);
+    without, the registers stay as at power-on. `vga.firmware_setup` redoes it (a reset)."""
     vram = memoryview(bytearray(VGA_VRAM))
     vga = StdVga(vram)
     function = StdVgaPci(VGA_VRAM)
@@ -362,10 +397,17 @@ def add_vga(t: Target, p: Profile, host: PciHost) -> StdVga:
     t.pio.register(vga_regs.PORT_BASE, vga_regs.PORT_COUNT, vga.regs, "vga")
     t.pio.register(vbe.INDEX_PORT, vbe.PORT_COUNT, vga.vbe, "vbe")
     t.mmio.register(WINDOW_BASE, WINDOW_SIZE, vga.window, "vga-window")
-    vga.reset()
-    function.config_write(0x10, 4, templates.VGA_LFB_BASE)
-    function.config_write(0x18, 4, templates.VGA_MMIO_BASE)
-    function.config_write(0x04, 2, 0x0003)
+
+    def firmware_setup() -> None:
+        vga.reset()
+        if text_mode:
+            set_text_mode3(vga, None)
+        function.config_write(0x10, 4, templates.VGA_LFB_BASE)
+        function.config_write(0x18, 4, templates.VGA_MMIO_BASE)
+        function.config_write(0x04, 2, 0x0003)
+
+    firmware_setup()
+    vga.firmware_setup = firmware_setup  # type: ignore[attr-defined]
     t.roots["vga"] = vga
     p.ports += [(vga_regs.PORT_BASE, vga_regs.PORT_COUNT), (vbe.INDEX_PORT, vbe.PORT_COUNT)]
     p.mmio += [(WINDOW_BASE, WINDOW_SIZE), (templates.VGA_LFB_BASE, VGA_VRAM),
@@ -380,6 +422,75 @@ def _vga_alone(t: Target, p: Profile) -> None:
     host = PciHost()
     add_pci_host(t, p, host)
     add_vga(t, p, host)
+
+
+# -- the firmware configuration device ----------------------------------------------------
+
+FUZZ_BOOT = BootOptions(order="cd", menu=True)
+FUZZ_ROM = Rom("fuzz-bios.bin", bytes(range(256)) * (ISA_BIOS_SIZE // 256))  # 128 KiB
+# A kernel's items as `kernel_items` makes them for a firmware boot, with made-up bytes: the
+# data item is larger than one DMA chunk, so a transfer of it copies in several.
+FW_CFG_KERNEL_DATA = bytes(range(256)) * ((fwc.DMA_CHUNK + 0x1000) // 256)
+FW_CFG_KERNEL_KEYS = {fwc.FW_CFG_KERNEL_ADDR: 0x100000, fwc.FW_CFG_KERNEL_ENTRY: 0x100000,
+                      fwc.FW_CFG_SETUP_ADDR: 0x10000, fwc.FW_CFG_CMDLINE_ADDR: 0x20000,
+                      fwc.FW_CFG_INITRD_ADDR: 0x9500}
+
+
+def add_fw_cfg(t: Target, p: Profile) -> fwc.FwCfg:
+    """`Firmware.attach`'s fw_cfg (pyhvm/machine/firmware.py): `build_fw_cfg`'s items for a
+    machine with three drives and a display (RAM size, CPUs, e820, boot order, ...), the
+    kinds a `--kernel` firmware boot and the VGA add (numbered kernel, setup, command line
+    and initrd blobs; option ROM files), and one writable file (the machine has none yet,
+    the model takes them). DMA goes through the target's checked memory."""
+    dev = build_fw_cfg(t.memory, memory_size=t.memory.size,  # type: ignore[arg-type]
+                       cpus=1, boot=FUZZ_BOOT, drive_indexes=[0, 2, 3],
+                       graphics=True)
+    data = {fwc.FW_CFG_KERNEL_DATA: FW_CFG_KERNEL_DATA, fwc.FW_CFG_SETUP_DATA: b"HdrS" * 128,
+            fwc.FW_CFG_CMDLINE_DATA: b"console=ttyS0 scenario=hello\0",
+            fwc.FW_CFG_INITRD_DATA: bytes(88)}
+    size_of = {fwc.FW_CFG_KERNEL_SIZE: fwc.FW_CFG_KERNEL_DATA, fwc.FW_CFG_SETUP_SIZE:
+               fwc.FW_CFG_SETUP_DATA, fwc.FW_CFG_CMDLINE_SIZE: fwc.FW_CFG_CMDLINE_DATA,
+               fwc.FW_CFG_INITRD_SIZE: fwc.FW_CFG_INITRD_DATA}
+    for key, blob in data.items():
+        dev.add_bytes(key, blob)
+    for key, of in size_of.items():
+        dev.add_u32(key, len(data[of]))
+    for key, where in FW_CFG_KERNEL_KEYS.items():
+        dev.add_u32(key, where)
+    dev.add_file("genroms/linuxboot_dma.bin", b"\x55\xaa\x03" + bytes(range(253)) * 6)
+    dev.add_file("pci1234,1111.rom", b"\x55\xaa\x40" + bytes(0x7FFD))
+    dev.add_file(templates.FW_CFG_WRITABLE, bytes(templates.FW_CFG_WRITABLE_SIZE),
+                 writable=True, on_write=lambda offset, length: None)
+    directory = [dev.file_key(name) for name in templates.FW_CFG_FILES]
+    if directory != list(range(fwc.FW_CFG_FILE_FIRST, fwc.FW_CFG_FILE_FIRST + len(directory))):
+        raise AssertionError("fw_cfg files differ from templates.FW_CFG_FILES")  # wiring bug
+    t.pio.register(fwc.IO_PORT_BASE, fwc.IO_PORT_SIZE, dev.io_port, "fw_cfg")
+    t.pio.register(fwc.DMA_PORT_BASE, fwc.DMA_PORT_SIZE, dev.dma_port, "fw_cfg-dma")
+    t.roots["fw_cfg"] = dev
+    sizes = _fw_cfg_sizes(dev)
+    t.invariants.append(("fw_cfg", lambda: _check_fw_cfg(dev, sizes)))
+    p.ports += [(fwc.IO_PORT_BASE, fwc.IO_PORT_SIZE), (fwc.DMA_PORT_BASE, fwc.DMA_PORT_SIZE)]
+    p.templates += [templates.fw_cfg_probe, templates.fw_cfg_read, templates.fw_cfg_directory,
+                    templates.fw_cfg_dma, templates.fw_cfg_dma, templates.fw_cfg_dma,
+                    templates.fw_cfg_write, templates.fw_cfg_split_address]
+    return dev
+
+
+def _fw_cfg_sizes(dev: fwc.FwCfg) -> dict[int, int]:
+    # The item table itself: `item()` copies, and the kernel blob is over a MiB.
+    return {key: len(item.data) for key, item in dev._items.items()}  # noqa: SLF001
+
+
+def _check_fw_cfg(dev: fwc.FwCfg, sizes: dict[int, int]) -> None:
+    """No item changes size (writes stay inside writable items), the offset stays inside
+    the selected item, and the registers are what a snapshot may hold."""
+    if _fw_cfg_sizes(dev) != sizes:
+        raise AssertionError("an fw_cfg item changed size")
+    state = dev.state()
+    dev.restore(state)  # refuses out-of-range registers
+    selected = dev._lookup(state.key)  # noqa: SLF001
+    if state.offset > (0 if selected is None else len(selected.data)):
+        raise AssertionError(f"offset {state.offset} is past item {state.key:#x}")
 
 
 # -- configurations -----------------------------------------------------------------------
@@ -408,36 +519,84 @@ def _nic_alone(t: Target, p: Profile) -> None:
     add_nic(t, p, host)
 
 
-def _pc(t: Target, p: Profile) -> None:
-    """`Machine._wire_devices` with `--irqchip user`, a NIC and three drives."""
+def _pc(t: Target, p: Profile, bios: bool = False) -> None:
+    """`Machine._wire_devices` with `--irqchip user`, a NIC, three drives and the std VGA:
+    a direct `--kernel` boot, or with `bios` a firmware boot (`--bios`, see `_pc_bios`)."""
     pic = add_pic(t, p)
     add_pit(t, p, pic.line(0))
     add_uart(t, p, pic.line(4))
     add_debug_ports(t, p)
-    rtc = add_rtc(t, p, pic.line(8))
-    chipset = add_chipset(t, p, isa_line=pic.line, ide_decode_at_reset=True)
+    port92 = add_port92(t, p)
+    rtc = add_rtc(t, p, pic.line(8), firmware_cmos() if bios else None)
+    chipset = add_chipset(t, p, isa_line=pic.line, ide_decode_at_reset=not bios)
     ide = add_ide(t, p, chipset, (pic.line(14), pic.line(15)))
+    if bios:  # what SeaBIOS's IDE setup leaves: both channels' legacy ports decoding
+        for channel in (0, 1):
+            chipset.ide.config_write(IDETIM + 2 * channel, 2, IDETIM_DECODE_ENABLE)
     nic = add_nic(t, p, chipset.host,
                   chipset.router.line(NIC_PCI_DEVICE, INTA_PIN))
+    vga = add_vga(t, p, chipset.host, text_mode=True)
     keyboard = add_i8042(t, p, pic.line(1), pic.line(12))
+    fw_cfg = add_firmware(t, p, chipset) if bios else None
     uart, pit = t.roots["uart"], t.roots["pit"]
 
     def reset() -> None:  # Machine._reset, in its order
         t.memory.clear()
         uart.reset()  # type: ignore[attr-defined]
         rtc.reset()
+        port92.reset()
         keyboard.reset()
         pic.reset()
         pit.reset()  # type: ignore[attr-defined]
         ide.reset()
         chipset.host.reset()
-        ide.firmware_setup()  # type: ignore[attr-defined]
+        if fw_cfg is None:  # without firmware the machine sets up what SeaBIOS would
+            ide.firmware_setup()  # type: ignore[attr-defined]
+        else:
+            fw_cfg.reset()
         nic.reset()
-        nic.firmware_setup()  # type: ignore[attr-defined]
+        if fw_cfg is None:
+            nic.firmware_setup()  # type: ignore[attr-defined]
+            vga.firmware_setup()  # type: ignore[attr-defined]
+        else:
+            vga.reset()  # `VgaDisplay.reset` under firmware: SeaBIOS assigns the BARs
 
     t.on_reset = reset
     t.events["reset"] = Event("", t.request_reset)
     p.events["reset"] = lambda r: ()
+
+
+def _pc_bios(t: Target, p: Profile) -> None:
+    """The PC booted through firmware (`--bios`): the same devices, the IDE channels not
+    decoding at reset, and what `Firmware.attach` adds (fw_cfg, the debug console, the PAM
+    shadow window and the ROM below 4 GiB; the KVM memory slots behind them are not here).
+    A program starts where SeaBIOS leaves the machine (BARs assigned, decoding on, the VGA
+    in text mode); a reset leaves what the machine gives the firmware (nothing assigned),
+    so programs that reset and then set the BARs up themselves explore what SeaBIOS does."""
+    _pc(t, p, bios=True)
+
+
+def firmware_cmos() -> dict[int, int]:
+    """What `Firmware.cmos_bytes` adds to CMOS: boot order and the CPU count."""
+    data = cmos_boot_bytes(FUZZ_BOOT.order)
+    data[CMOS_SMP_COUNT] = 0
+    return data
+
+
+def add_firmware(t: Target, p: Profile, chipset: PcChipset) -> fwc.FwCfg:
+    """`Firmware.attach`: fw_cfg, the debug console, the PAM shadow window over
+    0xC0000-0xFFFFF (following the PAM registers) and the ROM's window below 4 GiB."""
+    fw_cfg = add_fw_cfg(t, p)
+    add_debugcon(t, p)
+    host_bridge = chipset.host_bridge
+    shadow = ShadowWindow(t.memory, FUZZ_ROM, host_bridge.pam_regions())  # type: ignore[arg-type]
+    t.mmio.register(SHADOW_BASE, SHADOW_SIZE, shadow, "pam-shadow")
+    t.mmio.register(FUZZ_ROM.base, FUZZ_ROM.size, RomWindow(FUZZ_ROM), "bios-rom")
+    host_bridge.on_pam_change = lambda changed: shadow.update(host_bridge.pam_regions())
+    t.roots["pam-shadow"] = shadow
+    p.mmio += [(SHADOW_BASE, SHADOW_SIZE), (FUZZ_ROM.base, FUZZ_ROM.size)]
+    p.templates.append(templates.pam_program)
+    return fw_cfg
 
 
 INTA_PIN = 1
@@ -455,5 +614,7 @@ CONFIGS: dict[str, Callable[[], Target]] = {
     "ide-sync": lambda: _build("ide-sync", lambda t, p: _ide_alone(t, p, concurrent=False)),
     "rtl8139": lambda: _build("rtl8139", _nic_alone),
     "vga": lambda: _build("vga", _vga_alone),
+    "fw_cfg": lambda: _build("fw_cfg", add_fw_cfg),
     "pc": lambda: _build("pc", _pc),
+    "pc-bios": lambda: _build("pc-bios", _pc_bios),
 }

@@ -375,3 +375,198 @@ def vga_window(r: Rng, p: Profile) -> list[Op]:
     access = o.mmio_read(width, addr) if r.random() < 0.4 else \
         o.mmio_write(width, addr, value(r, width))
     return [access] + ([o.repeat(r.choice((16, 255)), 1)] if r.random() < 0.2 else [])
+
+
+# -- fw_cfg, as SeaBIOS drives it ---------------------------------------------------------
+
+FW_CFG_SELECTOR, FW_CFG_DATA = 0x510, 0x511
+FW_CFG_DMA_HIGH, FW_CFG_DMA_LOW = 0x514, 0x518
+# The files configs.py gives fw_cfg, sorted as the device keys them (0x20 upwards).
+FW_CFG_FILES = ("bootorder", "etc/boot-fail-wait", "etc/e820", "genroms/linuxboot_dma.bin",
+                "opt/pyhvm/writable", "pci1234,1111.rom")
+FW_CFG_WRITABLE = "opt/pyhvm/writable"
+FW_CFG_WRITABLE_KEY = 0x20 + FW_CFG_FILES.index(FW_CFG_WRITABLE)
+FW_CFG_WRITABLE_SIZE = 64
+# Numbered keys: signature, ID, UUID, RAM size, no-graphic, CPUs, kernel address/size/data,
+# boot menu, max CPUs, command line, file directory, the arch-local IRQ0 override and e820,
+# the write channel bit, "nothing" (0xFFFF) and the edges of the item table.
+FW_CFG_KEYS = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x07, 0x08, 0x0E, 0x0F, 0x11, 0x15, 0x19,
+               0x19, 0x8002, 0x8003, 0x4000, 0x4019, 0xFFFF, 0x5F, 0x60, 0x3FFF, 0x7FFF, 0xC019)
+DMA_ERROR, DMA_READ, DMA_SKIP, DMA_SELECT, DMA_WRITE = 0x01, 0x02, 0x04, 0x08, 0x10
+DMA_LENGTHS = (0, 1, 4, 16, 63, 64, 65, 0x1000, 0xFFFF, 0x100000, 0x100001, 0x80000000,
+               0xFFFFFFFF)
+
+
+def _be32(number: int) -> int:
+    """What an `outl` must carry for the device to see `number` big-endian (SeaBIOS's
+    cpu_to_be32 before the write)."""
+    return int.from_bytes((number & 0xFFFFFFFF).to_bytes(4, "big"), "little")
+
+
+def _fw_cfg_key(r: Rng) -> int:
+    roll = r.random()
+    if roll < 0.45:
+        return r.choice(FW_CFG_KEYS)
+    if roll < 0.85:  # a file, present or one past the directory, maybe on the write channel
+        return (0x20 + r.randrange(len(FW_CFG_FILES) + 2)) | (0x4000 if r.random() < 0.15
+                                                                else 0)
+    return value(r, 2)
+
+
+def _fw_cfg_length(r: Rng) -> int:
+    return r.choice(DMA_LENGTHS) if r.random() < 0.8 else value(r, 4)
+
+
+def _fw_cfg_buffer(r: Rng, p: Profile, length: int, at: int) -> int:
+    """Where a transfer's bytes go: in RAM, at its edges, over the descriptor itself, or far
+    away (past 4 GiB, the top of the 64-bit space)."""
+    roll = r.random()
+    if roll < 0.75:
+        return address(r, p, max(1, min(length, 0x100000)))
+    if roll < 0.85:
+        return at + r.choice((0, 4, 8, 16))
+    return r.choice((1 << 32, (1 << 64) - 16, (1 << 64) - 1, value(r, 4) << 32 | value(r, 4)))
+
+
+def _fw_cfg_descriptor_at(r: Rng, p: Profile) -> int:
+    roll = r.random()
+    if roll < 0.85:
+        return address(r, p, 16)
+    if roll < 0.95:
+        return value(r, 4)
+    return r.choice((1 << 32, (1 << 64) - 8, value(r, 4) << 32))
+
+
+def fw_cfg_start(r: Rng, at: int) -> list[Op]:
+    """Start the descriptor at `at` as SeaBIOS does: the high half, then the low half (the
+    write that runs it), each byte-swapped; sometimes the high half is left as it was."""
+    ops = []
+    if at >> 32 or r.random() < 0.8:
+        ops.append(o.port_out(4, FW_CFG_DMA_HIGH, _be32(at >> 32)))
+    return ops + [o.port_out(4, FW_CFG_DMA_LOW, _be32(at))]
+
+
+def fw_cfg_transfer(r: Rng, at: int, control: int, length: int, buffer: int) -> list[Op]:
+    """One FWCfgDmaAccess (control, length, address, big-endian) written at `at`, started."""
+    descriptor = (control.to_bytes(4, "big") + (length & 0xFFFFFFFF).to_bytes(4, "big") +
+                  (buffer & (1 << 64) - 1).to_bytes(8, "big"))
+    fill = [o.fill(at, descriptor)] if at < o.MMIO_LIMIT else []  # past that: not RAM anyway
+    return fill + fw_cfg_start(r, at)
+
+
+def fw_cfg_probe(r: Rng, p: Profile) -> list[Op]:
+    """SeaBIOS's qemu_cfg_detect: select the signature, read "QEMU", select the ID, read
+    its features; then the DMA register's "QEMU CFG" at odd widths and offsets."""
+    ops = [o.port_out(2, FW_CFG_SELECTOR, 0x00), o.port_in(1, FW_CFG_DATA), o.repeat(3, 1),
+           o.port_out(2, FW_CFG_SELECTOR, 0x01), o.port_in(1, FW_CFG_DATA), o.repeat(3, 1)]
+    for _ in range(r.randrange(4)):
+        width = r.choice((1, 2, 4))
+        ops.append(o.port_in(width, FW_CFG_DMA_HIGH + r.randrange(9 - width)))
+    if r.random() < 0.3:  # widths the selector and data ports do not take
+        ops += [o.port_out(r.choice((1, 4)), FW_CFG_SELECTOR, value(r, 4)),
+                o.port_out(1, FW_CFG_DATA, value(r, 1)),
+                o.port_in(r.choice((2, 4)), FW_CFG_SELECTOR)]
+    return ops
+
+
+def fw_cfg_read(r: Rng, p: Profile) -> list[Op]:
+    """Select an item and read it through the data port, a few bytes or past its end."""
+    ops = [o.port_out(2, FW_CFG_SELECTOR, _fw_cfg_key(r)), o.port_in(1, FW_CFG_DATA)]
+    count = r.choice((1, 3, 7, 63, 255)) if r.random() < 0.95 else 4095
+    return ops + [o.repeat(count, 1)] if count > 1 else ops
+
+
+def fw_cfg_directory(r: Rng, p: Profile) -> list[Op]:
+    """qemu_romfile_init: the file count, then each 64-byte FWCfgFile, through the port or
+    by DMA (a select-read of the count, then plain reads that continue the item); then
+    a file read as qemu_cfg_read_entry does it."""
+    files = len(FW_CFG_FILES) + r.choice((0, 0, 1, -2))
+    if r.random() < 0.4:
+        return [o.port_out(2, FW_CFG_SELECTOR, 0x19), o.port_in(1, FW_CFG_DATA),
+                o.repeat(3 + 64 * files, 1)] + fw_cfg_read(r, p)
+    at = address(r, p, 16) & ~0xF
+    buffer = address(r, p, 4 + 64 * files)
+    ops = fw_cfg_transfer(r, at, DMA_SELECT | DMA_READ | 0x19 << 16, 4, buffer)
+    for index in range(files):
+        ops += fw_cfg_transfer(r, at, DMA_READ, 64, buffer + 4 + 64 * index)
+    key = 0x20 + r.randrange(len(FW_CFG_FILES) + 1)
+    return ops + fw_cfg_transfer(r, at, DMA_SELECT | DMA_READ | key << 16, _fw_cfg_length(r),
+                                 _fw_cfg_buffer(r, p, 0x1000, at))
+
+
+def fw_cfg_dma(r: Rng, p: Profile) -> list[Op]:
+    """Any transfer: select (or not), read, skip, write or several bits at once (the read
+    wins), the error bit or reserved bits set by the guest; lengths 0, huge and 2^32-1;
+    descriptors and buffers at RAM edges, over each other, outside RAM."""
+    at = _fw_cfg_descriptor_at(r, p)
+    mode = r.choice((DMA_READ, DMA_READ, DMA_SKIP, DMA_WRITE, DMA_READ | DMA_SKIP,
+                     DMA_READ | DMA_WRITE, DMA_SKIP | DMA_WRITE, DMA_READ | DMA_SKIP | DMA_WRITE,
+                     0, DMA_ERROR | DMA_READ, DMA_ERROR))
+    control = mode | (DMA_SELECT | _fw_cfg_key(r) << 16 if r.random() < 0.7 else 0)
+    if r.random() < 0.1:
+        control |= value(r, 4) & 0xFFE0  # reserved bits
+    length = _fw_cfg_length(r)
+    ops = fw_cfg_transfer(r, at, control, length, _fw_cfg_buffer(r, p, length, at))
+    if r.random() < 0.2:  # run the descriptor again: its control word is the status now
+        ops += fw_cfg_start(r, at)
+    if r.random() < 0.3:  # the port interface carries on from the offset DMA left
+        ops += [o.port_in(1, FW_CFG_DATA), o.repeat(r.choice((2, 64)), 1)]
+    return ops
+
+
+def fw_cfg_write(r: Rng, p: Profile) -> list[Op]:
+    """qemu_cfg_write_entry: a select-write from a guest buffer into the writable file (or
+    a read-only item), after a skip to an offset; lengths that fit, overrun, or are 0."""
+    key = FW_CFG_WRITABLE_KEY if r.random() < 0.7 else _fw_cfg_key(r)
+    size = FW_CFG_WRITABLE_SIZE
+    skip = r.choice((0, 0, 1, 8, size - 1, size, size + 1))
+    length = r.choice((1, 4, 8, size - skip, size - skip + 1, 0, 0xFFFFFFFF))
+    buffer = address(r, p, max(1, min(length, size)))
+    at = address(r, p, 16)
+    ops = [o.fill(buffer, r.randbytes(min(max(length, 1), size)))]
+    if skip:
+        ops += fw_cfg_transfer(r, at, DMA_SELECT | DMA_SKIP | key << 16, skip, 0)
+        ops += fw_cfg_transfer(r, at, DMA_WRITE, length, buffer)
+    else:
+        ops += fw_cfg_transfer(r, at, DMA_SELECT | DMA_WRITE | key << 16, length, buffer)
+    return ops + [o.port_out(2, FW_CFG_SELECTOR, key), o.port_in(1, FW_CFG_DATA),
+                  o.repeat(size, 1)]
+
+
+def fw_cfg_split_address(r: Rng, p: Profile) -> list[Op]:
+    """The DMA address register written in odd ways: only the high half, halves in the wrong
+    order, 16-bit or byte writes (ignored), a low half that starts from a stale high half."""
+    at = address(r, p, 16)
+    ops = [o.fill(at, r.choice((DMA_SELECT | DMA_READ | 0x19 << 16, DMA_SKIP, value(r, 4)))
+                  .to_bytes(4, "big") + _fw_cfg_length(r).to_bytes(4, "big") +
+                  address(r, p, 64).to_bytes(8, "big"))]
+    for _ in range(1 + r.randrange(3)):
+        width = r.choice((1, 2, 4, 4))
+        port = r.choice((FW_CFG_DMA_HIGH, FW_CFG_DMA_LOW, FW_CFG_DMA_HIGH + 2,
+                         FW_CFG_DMA_LOW + 2, FW_CFG_DMA_HIGH + r.randrange(8)))
+        number = r.choice((at, value(r, 4)))
+        ops.append(o.port_out(width, port, _be32(number) & ((1 << 8 * width) - 1)))
+    return ops
+
+
+# -- firmware memory: the i440FX PAM registers and the shadow window ------------------------
+
+PAM_REGISTERS = range(0x59, 0x60)  # PAM0-PAM6 of the host bridge, 00:00.0
+PAM_VALUES = (0x00, 0x11, 0x22, 0x33, 0x30, 0x10, 0x03, 0x01, 0x13, 0x31)
+
+
+def pam_program(r: Rng, p: Profile) -> list[Op]:
+    """SeaBIOS's make_bios_writable / make_bios_readonly: PAM registers set (byte, word or
+    dword cycles), then accesses through the shadow window that they steer."""
+    register = r.choice(PAM_REGISTERS)
+    width = r.choice((1, 1, 2, 4))
+    setting = (r.choice(PAM_VALUES) * 0x01010101 if r.random() < 0.8 else value(r, 4)) \
+        & ((1 << 8 * width) - 1)
+    ops = pci_access(0, 0, register & ~(width - 1), width, setting)
+    for _ in range(1 + r.randrange(4)):
+        size = r.choice((1, 2, 4, 8))
+        addr = r.choice((0xC0000, 0xE0000, 0xF0000, 0xFFFF0, 0x100000 - size + r.randrange(2)))
+        addr += r.randrange(0x4000) if addr < 0xF0000 and r.random() < 0.5 else 0
+        ops.append(o.mmio_read(size, addr) if r.random() < 0.5 else
+                   o.mmio_write(size, addr, value(r, size)))
+    return ops
