@@ -9,6 +9,7 @@ import pytest
 
 from pyhvm.devices import vga_regs as r
 from pyhvm.devices.vga import StdVga
+from pyhvm.devices.vga_memory import LegacyWindow
 
 MiB = 1 << 20
 
@@ -197,3 +198,58 @@ def test_model_writes_mark_their_pages_dirty() -> None:
     dirty = vga.take_dirty()
     assert [i for i, d in enumerate(dirty) if d] == [8]
     assert not any(vga.take_dirty())
+
+
+def vbe(vga: StdVga, index: int, value: int) -> None:
+    vga.vbe.write(0, 4, value << 16 | index)
+
+
+def test_vbe_bank_reaches_video_memory_past_the_vga_planes() -> None:
+    """A VBE mode's 64 KiB bank at 0xA0000 (Bochs dispi BANK register) addresses all of
+    video memory, not just the 256 KiB the VGA planes wrap in."""
+    vga, memory = make()
+    vbe(vga, 1, 640)  # XRES
+    vbe(vga, 2, 480)  # YRES
+    vbe(vga, 3, 8)    # BPP
+    vbe(vga, 4, 0x41 | 0x80)  # ENABLED, LFB, NOCLEARMEM
+    vbe(vga, 5, 9)    # BANK: video memory 0x90000
+    memory[0x90010] = 0x5A
+    assert vga.window.read(0x10, 1) == 0x5A
+    vga.window.write(0x20, 2, 0xBEEF)
+    assert memory[0x90020:0x90022] == b"\xef\xbe"
+    assert not any(memory[0x10020:0x10022])  # not wrapped into the planes
+    assert vga.legacy_alias() == (0xA0000, 0x90000, 0x10000)
+
+
+def test_a_bank_set_while_vbe_is_off_wraps_inside_the_planes_and_keeps_trapping() -> None:
+    """The BANK register takes effect even with VBE off (as in QEMU); mode 13h then
+    addresses 0x50000, which wraps inside the 256 KiB planes, so the window may not be
+    shared as plain memory (a shared mapping would show bytes past the planes)."""
+    vga, memory = make()
+    vbe(vga, 5, 5)
+    sr(vga, r.SR_MEMORY_MODE, 0x0E)  # chain-4: mode 13h
+    sr(vga, r.SR_MAP_MASK, 0x0F)
+    gr(vga, r.GR_MISC, 0x05)          # 64 KiB at 0xA0000
+    assert vga.legacy_alias() is None
+    vga.window.write(0x10, 1, 0x77)
+    assert memory[0x10010] == 0x77 and memory[0x50010] == 0
+    assert vga.window.read(0x10, 1) == 0x77
+
+
+def test_odd_even_writes_skip_planes_the_map_mask_disables() -> None:
+    """Text mode with map mask 01b: characters (plane 0) are written, attributes (plane 1)
+    are not; the attribute already in memory stays."""
+    vga, memory = make()
+    sr(vga, r.SR_MEMORY_MODE, 0x02)
+    sr(vga, r.SR_MAP_MASK, 0x01)
+    gr(vga, r.GR_MODE, 0x10)
+    gr(vga, r.GR_MISC, 0x0E)
+    memory[4 * 5 + 1] = 0x07
+    vga.window.write(0x18000 + 10, 2, 0x1E41)
+    assert plane_byte(memory, 0, 5) == 0x41 and plane_byte(memory, 1, 5) == 0x07
+
+
+def test_the_window_needs_the_256k_of_vga_planes() -> None:
+    with pytest.raises(ValueError, match="256 KiB"):
+        LegacyWindow(r.VgaRegisters(), memoryview(bytearray(128 << 10)), lambda page: None,
+                     lambda: 0, lambda: False)
