@@ -360,3 +360,21 @@ def test_debug_exit_value_width_edges(size: int, value: int, status: int) -> Non
     got: list[int] = []
     DebugExit(got.append).write(0, size, value)
     assert got == [status]
+
+
+@pytest.mark.parametrize("mode,same_as", [(6, 2), (7, 3)])
+def test_pit_mode_field_aliases_past_mode_5(mode: int, same_as: int) -> None:
+    """The mode field is 3 bits: 5 is the last mode, 6 and 7 (max + 1 on, the full
+    width) are modes 2 and 3 again; the read-back status shows the bits as written."""
+    def run(m: int) -> tuple[int, int]:
+        pit, clock, irq = make_pit()
+        pit.write(CONTROL_OFFSET, 1, 0x30 | m << 1)
+        pit.write(0, 1, 0x00)
+        pit.write(0, 1, 0x10)
+        clock.advance(10_000_000)
+        pit.write(CONTROL_OFFSET, 1, 0xE2)  # read back channel 0's status only
+        return irq.rising_edges, pit.read(0, 1)
+
+    edges, status = run(mode)
+    alias_edges, _ = run(same_as)
+    assert edges == alias_edges > 0 and status >> 1 & 7 == mode
