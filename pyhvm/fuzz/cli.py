@@ -28,8 +28,9 @@ def add_fuzz_parser(sub: argparse._SubParsersAction) -> None:
                     "violations, 4 bad arguments.")
     fuzz.add_argument("--config", action="append", metavar="NAME",
                       help="a device alone (pic, pit, rtc, uart, i8042, pci, ide, rtl8139, "
-                           "and variants: see --list) or the whole PC (pc, the default); "
-                           "'all' for every one; may repeat")
+                           "vga, fw_cfg, and variants: see --list) or the whole PC (pc, "
+                           "the default, as a direct kernel boot wires it; pc-bios as "
+                           "firmware boots wire it); 'all' for every one; may repeat")
     fuzz.add_argument("--ops", type=int, default=DEFAULT_OPS, metavar="N",
                       help=f"ops to run per configuration (default {DEFAULT_OPS})")
     fuzz.add_argument("--seed", type=int, default=0, metavar="S",

@@ -370,3 +370,15 @@ def test_a_guest_bar_move_unmaps_the_old_range_in_the_fuzzed_pc(
     assert target.pio.find(0xC000) is None
     assert moved is not None and moved.name == "ide-bus-master"
     assert "cannot decode" not in caplog.text
+
+
+def test_the_fuzz_command_imports_no_device_model_before_its_coverage_meter() -> None:
+    """Modules imported before the meter starts count their definitions as missed lines."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from pyhvm.cli import build_parser; build_parser(only='fuzz'); "
+             "print(sorted(m for m in sys.modules if m.startswith('pyhvm.devices.')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
