@@ -287,18 +287,21 @@ def test_mpc_wraps_at_24_bits_and_any_write_clears_it() -> None:
 
 # -- register window offsets (0-255) ---------------------------------------------------------
 
-@pytest.mark.parametrize("offset,size", [(0, 8), (0xF8, 8), (0xFC, 8), (0xFF, 4), (0xFF, 8)])
-def test_window_accesses_past_offset_255_float_and_drop(offset: int, size: int) -> None:
+@pytest.mark.parametrize("offset,size,expect", [
+    (0, 8, int.from_bytes(MAC + bytes(2), "little")),  # offset 0: IDR0-5, two reserved
+    (0xF8, 8, 0),                                     # the window's last 8 bytes: reserved
+    (0xFC, 8, 0xFFFF_FFFF_0000_0000),                 # 0xFC-0xFF, then 4 lanes past 255
+    (0xFF, 4, 0xFFFF_FF00),                           # offset 255, then 3 lanes past
+    (0xFF, 8, 0xFFFF_FFFF_FFFF_FF00),
+])
+def test_window_accesses_past_offset_255_float_and_drop(offset: int, size: int,
+                                                        expect: int) -> None:
     rig = Rig()
     rig.open()
+    assert rig.r(offset, size) == expect
     before = rig.nic.state().registers
-    value = rig.r(offset, size)
-    past = max(0, offset + size - 256)
-    if past:
-        assert value >> 8 * (size - past) == (1 << 8 * past) - 1
-    if offset >= 0xE0:
-        rig.w(offset, size, (1 << 8 * size) - 1)  # reserved bytes and the lanes past 255
-        assert rig.nic.state().registers[:0xD8] == before[:0xD8]
+    rig.w(offset, size, (1 << 8 * size) - 1)  # all ones: IDR is locked, the rest reserved
+    assert rig.nic.state().registers == before and rig.r(offset, size) == expect
     assert rig.clean()
 
 
