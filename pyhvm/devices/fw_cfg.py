@@ -313,6 +313,8 @@ class FwCfg:
         available = 0 if item is None else max(len(item.data) - self._offset, 0)
         count = min(length, available)
         if mode == "write":
+            if not length:
+                return  # QEMU's transfer loop runs while length > 0: nothing to refuse
             if item is None or count != length:
                 raise _Refused(f"{length} bytes do not fit item {self._key:#x} at offset "
                                f"{self._offset}")

@@ -216,6 +216,18 @@ def test_dma_write_to_a_read_only_item_is_refused() -> None:
     assert rig.dev.item(rig.item) == ITEM
 
 
+@pytest.mark.parametrize("key", ["read-only", "absent"])
+def test_a_zero_length_dma_write_succeeds_and_changes_nothing(key: str) -> None:
+    """As QEMU: the transfer loop runs while the length is above 0, so a zero-length write
+    reports no error, whatever the item; no byte moves and the offset stays."""
+    rig = Rig()
+    selector = rig.item if key == "read-only" else 0x7FF
+    control = f.DMA_CTL_SELECT | f.DMA_CTL_WRITE | selector << 16
+    assert rig.dma(control, 0, BUFFER) == 0
+    assert rig.dev.state().offset == 0
+    assert rig.dev.item(rig.item) == ITEM and rig.clean()
+
+
 # -- the DMA descriptor's address (64 bits) ------------------------------------------------
 
 @pytest.mark.parametrize("address,ok", [
