@@ -50,6 +50,7 @@ class CampaignStats:
     rejected_dma: int = 0
     corpus: int = 0
     flaky_timing: int = 0
+    cut_short: int = 0  # programs stopped at the harness's timer-callback budget
     seconds: float = 0.0
     findings: dict[str, Finding] = field(default_factory=dict)
 
@@ -60,7 +61,7 @@ class CampaignStats:
                 "ops_per_s": round(self.ops / self.seconds) if self.seconds else 0,
                 "violations": [f.as_dict() for f in self.findings.values()],
                 "rejected_dma": self.rejected_dma, "corpus": self.corpus,
-                "flaky_timing": self.flaky_timing}
+                "flaky_timing": self.flaky_timing, "cut_short": self.cut_short}
 
 
 def builder(config: str) -> Callable[[], Target]:
@@ -211,6 +212,7 @@ class Campaign:
         stats.ops += result.ops
         stats.programs += 1
         stats.rejected_dma += result.rejected
+        stats.cut_short += result.cut_short
         if result.violation is not None:
             self.record(program, result.violation)
         elif result.slow is not None:

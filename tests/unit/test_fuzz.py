@@ -382,3 +382,24 @@ def test_the_fuzz_command_imports_no_device_model_before_its_coverage_meter() ->
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_program_asking_for_hours_of_virtual_time_is_cut_short_not_reported(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hours of an 8 kHz RTC timer are hundreds of millions of callbacks: the harness stops
+    the program at its callback budget (a campaign must move on); the guest did nothing
+    wrong, so there is no finding. (A smaller budget here keeps the test quick.)"""
+    from pyhvm.fuzz import harness
+    from pyhvm.fuzz.ops import parse_program
+
+    budget, per_step = 50_000, 81_920  # 10 s of 8192 Hz
+    monkeypatch.setattr(harness, "PROGRAM_CALLBACK_BUDGET", budget)
+    _, program = parse_program("outb 0x70 0x0a\noutb 0x71 0x23\n"  # RS=3: 8192 Hz
+                               "outb 0x70 0x0b\noutb 0x71 0x42\n"  # PIE, 24-hour
+                               "step 10000000000\nrepeat 4096 1\n")
+    target = CONFIGS["rtc"]()
+    result = run_program(lambda: target, program)
+    assert result.violation is None and result.cut_short
+    assert budget < target.clock.callbacks <= per_step + 2  # stopped after the first step
+    once = run_program(CONFIGS["rtc"], program[:5])  # one step: only ops after it are cut
+    assert once.violation is None and not once.cut_short
