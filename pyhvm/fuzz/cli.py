@@ -176,7 +176,8 @@ def _report(args: argparse.Namespace, results: list[Any], meter: Any) -> int:
             print(f"{data['config']:>9}: {data['ops']} ops in {data['seconds']} s "
                   f"({data['ops_per_s']} ops/s), {data['programs']} programs, "
                   f"{len(data['violations'])} violation(s), corpus {data['corpus']}, "
-                  f"{data['rejected_dma']} out-of-RAM DMA refused")
+                  f"{data['rejected_dma']} out-of-RAM DMA refused, {data['cut_short']} "
+                  f"program(s) cut short at the timer-callback budget")
             for finding in data["violations"]:
                 print(f"    {finding['signature']}: {finding['message']}"
                       f"{' -> ' + finding['reproducer'] if finding['reproducer'] else ''}")
