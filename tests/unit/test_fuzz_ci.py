@@ -1,6 +1,7 @@
 """CI's share of fuzzing: a short campaign from a fixed seed per configuration, and every
 saved reproducer (tests/fuzz/reproducers/*.txt must now run clean; open/*.txt are bugs in
-code the fuzzer does not own, which must still fail the way their file says until fixed).
+code the fuzzer does not own, which must still fail the way their file says until fixed),
+and every program of the saved corpus (tests/fuzz/corpus/<config>/*.txt) must run clean.
 Long campaigns run outside CI: `pyhvm fuzz --config NAME --ops N`."""
 
 from __future__ import annotations
@@ -57,3 +58,22 @@ def test_every_reproducer_names_a_known_configuration() -> None:
         first = next(line for line in path.read_text().splitlines()
                      if line and not line.startswith("#"))
         assert first.split()[:1] == ["config"] and first.split()[1] in CONFIGS, path.name
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
+
+
+def test_the_saved_corpus_has_programs_for_every_configuration() -> None:
+    """The corpus tools/device_coverage.py replays: a folder per configuration, kept by
+    `pyhvm fuzz --corpus tests/fuzz/corpus` (the last long campaign's finds)."""
+    assert {path.parent.name for path in CORPUS.glob("*/*.txt")} == set(CONFIGS)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_the_saved_corpus_replays_clean(config: str) -> None:
+    programs = sorted((CORPUS / config).glob("*.txt"))
+    assert programs, f"no corpus for {config}"
+    for path in programs:
+        used, result = replay(path)
+        assert used == config, path.name
+        assert result.violation is None, f"{path.name}: {result.violation.message}"
