@@ -17,19 +17,13 @@ from pyhvm.devices import vga_regs as r
 from pyhvm.devices.vga import StdVga
 from pyhvm.devices.vga_memory import WINDOW_SIZE
 from pyhvm.devices.vga_render import MAX_FRAME_PIXELS, VgaRenderer, screen_regs
+from tests.vbe_access import MiB, new_vga, setreg
 
-MiB = 1 << 20
 EDGES = (0, 1, 7, 8, 9, 0x7FFF, 0x8000, 0xFFFF, v.MAX_XRES, v.MAX_XRES + 1, v.MAX_YRES + 1)
 
 
 def make(size: int = MiB) -> tuple[StdVga, bytearray]:
-    memory = bytearray(size)
-    return StdVga(memoryview(memory)), memory
-
-
-def setreg(vga: StdVga, index: int, value: int) -> None:
-    vga.vbe.write(0, 2, index)
-    vga.vbe.write(1, 2, value)
+    return new_vga(size)
 
 
 def out(vga: StdVga, port: int, value: int) -> None:

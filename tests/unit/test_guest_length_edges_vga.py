@@ -18,24 +18,13 @@ from pyhvm.devices import vga_regs as r
 from pyhvm.devices.vga import MMIO_QEXT, MMIO_VBE, MMIO_VGA_PORTS, StdVga
 from pyhvm.devices.vga_memory import WINDOW_SIZE
 from pyhvm.devices.vga_render import MAX_FRAME_PIXELS, MAX_TEXT_CELLS, VgaRenderer, screen_regs
+from tests.vbe_access import MiB, getreg, new_vga, setreg
 
-MiB = 1 << 20
 U32_MAX = 0xFFFF_FFFF
 
 
 def make(size: int = MiB) -> tuple[StdVga, bytearray]:
-    memory = bytearray(size)
-    return StdVga(memoryview(memory)), memory
-
-
-def setreg(vga: StdVga, index: int, value: int) -> None:
-    vga.vbe.write(0, 2, index)
-    vga.vbe.write(1, 2, value)
-
-
-def getreg(vga: StdVga, index: int) -> int:
-    vga.vbe.write(0, 2, index)
-    return vga.vbe.read(1, 2)
+    return new_vga(size)
 
 
 def out(vga: StdVga, port: int, value: int, size: int = 1) -> None:

@@ -8,23 +8,12 @@ from pyhvm.devices import vbe as v
 from pyhvm.devices import vga as vga_mod
 from pyhvm.devices import vga_regs as r
 from pyhvm.devices.vga import StdVga
+from tests.vbe_access import MiB, getreg, new_vga, setreg
 
-MiB = 1 << 20
 
 
 def make(size: int = 16 * MiB) -> tuple[StdVga, bytearray]:
-    memory = bytearray(size)
-    return StdVga(memoryview(memory)), memory
-
-
-def setreg(vga: StdVga, index: int, value: int) -> None:
-    vga.vbe.write(0, 2, index)
-    vga.vbe.write(1, 2, value)
-
-
-def getreg(vga: StdVga, index: int) -> int:
-    vga.vbe.write(0, 2, index)
-    return vga.vbe.read(1, 2)
+    return new_vga(size)
 
 
 def set_mode(vga: StdVga, x: int, y: int, bpp: int, flags: int = v.LFB_ENABLED) -> None:
