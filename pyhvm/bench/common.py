@@ -167,6 +167,17 @@ class Outcome(Generic[T]):
     error: str | None = None
 
 
+def measure_into(outcome: Outcome[T], rep: int, take: Callable[[], T]) -> None:
+    """One repetition of a configuration: its sample joins `outcome`, or a BenchError or
+    OSError becomes the error that ends that configuration's runs (the others go on)."""
+    if outcome.error is not None:
+        return
+    try:
+        outcome.samples.append(take())
+    except (BenchError, OSError) as err:
+        outcome.error = f"rep {rep + 1}: {err}"
+
+
 def succeeded(outcome: Outcome[Any] | None) -> bool:
     """It ran, did not fail, and left samples to summarize."""
     return outcome is not None and outcome.error is None and bool(outcome.samples)

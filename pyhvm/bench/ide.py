@@ -466,12 +466,8 @@ def measure(reps: int = DEFAULT_REPS, mb: int = DEFAULT_MB,
         fill_image(image, mib)
 
         def one(config: Config, rep: int) -> None:
-            outcome = outcomes[config]
-            if outcome.error is None:
-                try:
-                    outcome.samples.append(sample_config(elf, config, image, mb))
-                except (BenchError, OSError) as err:
-                    outcome.error = f"rep {rep + 1}: {err}"
+            common.measure_into(outcomes[config], rep,
+                                lambda: sample_config(elf, config, image, mb))
 
         try:
             common.interleave(configs, reps, one, progress, label=lambda c: c.label)

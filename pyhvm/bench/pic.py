@@ -203,16 +203,9 @@ def measure(reps: int = DEFAULT_REPS, ms: int = DEFAULT_MS,
     load_before = common.loadavg()
     with tempfile.TemporaryDirectory(prefix="pyhvm-bench-pic-") as tmp:
         def one(config: Config, rep: int) -> None:
-            outcome = outcomes[config]
-            if outcome.error is not None:
-                return
-            try:
-                if config.vmm == "pyhvm":
-                    outcome.samples.append(run_pyhvm(elf, config, ms, Path(tmp)))
-                else:
-                    outcome.samples.append(run_qemu(elf, config, ms))
-            except (BenchError, OSError) as err:
-                outcome.error = f"rep {rep + 1}: {err}"
+            common.measure_into(outcomes[config], rep,
+                                lambda: run_pyhvm(elf, config, ms, Path(tmp))
+                                if config.vmm == "pyhvm" else run_qemu(elf, config, ms))
 
         try:
             common.interleave(configs, reps, one, progress, label=lambda c: c.label)

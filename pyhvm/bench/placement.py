@@ -160,12 +160,8 @@ def measure(params: Params = Params(), reps: int = DEFAULT_REPS, kernel: str | N
             ide_bench.fill_image(image, ide_bench.image_mib((params.kib,), params.mb))
 
         def one(config: Config, rep: int) -> None:
-            outcome = outcomes[config]
-            if outcome.error is None:
-                try:
-                    outcome.samples.append(sample(elf, config, params, image))
-                except (BenchError, OSError) as err:
-                    outcome.error = f"rep {rep + 1}: {err}"
+            common.measure_into(outcomes[config], rep,
+                                lambda: sample(elf, config, params, image))
 
         try:
             common.interleave(configs, reps, one, progress, label=lambda c: c.label)

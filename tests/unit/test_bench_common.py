@@ -222,3 +222,17 @@ def test_c_reference_source_ships_with_the_package() -> None:
 
     source = resources.files("pyhvm.bench").joinpath(exits.C_SOURCE).read_text()
     assert "KVM_RUN" in source and "KVM_SET_CPUID2" in source
+
+
+def test_measure_into_keeps_samples_until_the_first_failure_names_its_repetition() -> None:
+    from pyhvm.bench.common import BenchError, Outcome, measure_into
+
+    outcome: Outcome[int] = Outcome()
+    measure_into(outcome, 0, lambda: 7)
+
+    def fail() -> int:
+        raise BenchError("guest died")
+
+    measure_into(outcome, 1, fail)
+    measure_into(outcome, 2, lambda: 9)  # a failed configuration runs no more
+    assert outcome.samples == [7] and outcome.error == "rep 2: guest died"
