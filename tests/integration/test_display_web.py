@@ -98,7 +98,8 @@ def test_keys_typed_in_the_browser_reach_the_guest(guestkit: Path) -> None:
                                              ("KeyA", "A", 65, False),
                                              ("ShiftLeft", "Shift", 16, False)]:
                 browser.key(code, key, keycode, down)
-            browser.wait_for("true")  # the page has run its handlers
+            # Every event sent and handed to the network before the browser is killed.
+            browser.wait_for("window.pyhvm.keys >= 4 && window.pyhvm.unsent() === 0")
         finally:
             browser.close()
 

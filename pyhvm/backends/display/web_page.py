@@ -44,8 +44,9 @@ for (let i = 0; i < 12; i++) KEYSYMS["F" + (i + 1)] = 0xffbe + i;
 const canvas = document.getElementById("screen");
 const context = canvas.getContext("2d");
 const status = document.getElementById("status");
-// What a test (or a curious person) can read: frames drawn, connection state.
-window.pyhvm = { frames: 0, state: "connecting" };
+// What a test (or a curious person) can read: frames drawn, connection state, key events
+// sent, and bytes the socket still holds (a test closing the browser waits for 0).
+window.pyhvm = { frames: 0, state: "connecting", keys: 0, unsent: () => socket.bufferedAmount };
 
 function setState(state) { window.pyhvm.state = state; status.textContent = state; }
 
@@ -77,6 +78,7 @@ function key(event, down) {
   if (keysym === undefined || socket.readyState !== WebSocket.OPEN) return;
   event.preventDefault();
   socket.send(JSON.stringify({ t: "key", k: keysym, d: down }));
+  window.pyhvm.keys++;
 }
 canvas.addEventListener("keydown", (event) => key(event, true));
 canvas.addEventListener("keyup", (event) => key(event, false));
